@@ -1,0 +1,49 @@
+"""The `flexvid` command: one sub-command per module in `flexvid.cli`, imported only when used."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+import flexvid
+from flexvid.errors import FlexvidError
+
+# Sub-command name -> (module under flexvid.cli, one-line help). Each module defines
+# `add_arguments(parser)` and `run(args) -> int | None`.
+COMMANDS: dict[str, tuple[str, str]] = {
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser; sub-command arguments are added lazily in `main`."""
+    parser = argparse.ArgumentParser(
+        prog="flexvid",
+        description="Flexible Diffusion Models for long videos: train, sample, evaluate.",
+    )
+    parser.add_argument("--version", action="version", version=f"flexvid {flexvid.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `flexvid` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv or argv[0] not in COMMANDS:
+        parser.parse_args(argv or ["--help"])
+        return
+    name = argv[0]
+    module_name, help_text = COMMANDS[name]
+    module = importlib.import_module(f"flexvid.cli.{module_name}")
+    sub_parser = argparse.ArgumentParser(prog=f"flexvid {name}", description=help_text)
+    module.add_arguments(sub_parser)
+    args = sub_parser.parse_args(argv[1:])
+    try:
+        code = module.run(args)
+    except FlexvidError as err:
+        print(f"flexvid {name}: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(code or 0)
