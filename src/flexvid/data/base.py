@@ -2,6 +2,9 @@
 
 An item is `(video, info)`: `video` is a float32 tensor (T, C, H, W) in [-1, 1]; `info` is a dict
 of metadata (at least `"index"`, the item's position in the split; CARLA adds `"coords"`).
+Datasets that draw random numbers (e.g. a random training window) use the global torch / NumPy /
+Python RNGs: the training loader (flexvid.data.loader) seeds them per example, which makes training
+data exactly reproducible and resumable.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ class VideoDataset(Dataset):
     T: int = 0  # frames per item
     image_size: int = 0
     channels: int = 3
+    # True for generated data: every non-negative index is a distinct valid item and len() is only
+    # a nominal epoch size (the training loader then never repeats a video).
+    infinite: bool = False
 
     def __len__(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -114,4 +120,9 @@ def _load_builtin_datasets() -> None:
 
 
 # Modules under flexvid.data that register datasets when imported.
-BUILTIN_DATASET_MODULES: list[str] = []
+BUILTIN_DATASET_MODULES: list[str] = [
+    "moving_mnist",
+    "carla",
+    "npy_videos",
+    "folder",
+]

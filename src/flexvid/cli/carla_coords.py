@@ -1,0 +1,95 @@
+"""`flexvid carla-coords EVAL_DIR|DATASET_DIR`: map every frame to its CARLA Town01 (x, y) position."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from flexvid.errors import DatasetError
+from flexvid.eval.carla_metrics import COORDS_SUBDIR, PREDICTED_DATASET_COORDS_SUBDIR
+from flexvid.eval.carla_position import CarlaPositionModel, load_position_model
+from flexvid.eval.carla_train import SPLITS, carla_video_files, load_carla_video
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", help="an evaluation directory (samples/*.npy) or a CARLA dataset directory (video_<i>.pt)")
+    parser.add_argument("--classifier", default=None,
+                        help="classifier_checkpoint.pth (default: $FLEXVID_WEIGHTS_DIR/carla/, else ~/.cache/flexvid/carla/)")
+    parser.add_argument("--regressor", default=None, help="regressor_checkpoint.pth (default: next to the classifier's default)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--split", choices=SPLITS, default="all", help="dataset videos to map (dataset directories only)")
+    parser.add_argument("--out", default=None,
+                        help=f"output folder (default: EVAL_DIR/{COORDS_SUBDIR} or DATASET_DIR/{PREDICTED_DATASET_COORDS_SUBDIR})")
+    parser.add_argument("--overwrite", action="store_true", help="recompute coordinates that already exist")
+
+
+def run(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    is_eval_dir = (path / "samples").is_dir()
+    if not is_eval_dir and not any(path.glob("video_*.pt")):
+        raise DatasetError(f"{path} has neither a samples/ folder nor video_<i>.pt files; give an evaluation or CARLA dataset directory.")
+    model = load_position_model(args.classifier, args.regressor, args.device)
+    if is_eval_dir:
+        out = Path(args.out) if args.out else path / COORDS_SUBDIR
+        written = write_sample_coords(model, path / "samples", out, args.batch_size, args.overwrite)
+    else:
+        out = Path(args.out) if args.out else path / PREDICTED_DATASET_COORDS_SUBDIR
+        written = write_dataset_coords(model, path, out, args.split, args.batch_size, args.overwrite)
+    print(f"wrote {written} coordinate files to {out}")
+    return 0
+
+
+def write_sample_coords(
+    model: CarlaPositionModel, samples_dir: Path, out_dir: Path, batch_size: int = 8, overwrite: bool = False
+) -> int:
+    """samples/sample_NNNN-K.npy (uint8 T x 3 x H x W) -> out_dir/coords_NNNN-K.npy (T x 2); returns files written."""
+    files = sorted(samples_dir.glob("*.npy"))
+    if not files:
+        raise DatasetError(f"No .npy samples in {samples_dir}; run the sampler first.")
+
+    def load(path: Path) -> torch.Tensor:
+        video = np.load(path)
+        if video.dtype != np.uint8 or video.ndim != 4 or video.shape[1] != 3:
+            raise DatasetError(
+                f"{path} holds {video.dtype} {video.shape}; samples must be uint8 RGB videos of shape (T, 3, H, W)."
+            )
+        return torch.from_numpy(video)
+
+    names = [(path, "coords_" + path.stem.removeprefix("sample_") + ".npy") for path in files]
+    return _write_all(model, names, load, out_dir, batch_size, overwrite)
+
+
+def write_dataset_coords(
+    model: CarlaPositionModel, data_dir: Path, out_dir: Path, split: str = "all", batch_size: int = 8, overwrite: bool = False
+) -> int:
+    """video_<i>.pt of a CARLA split -> out_dir/coords_<i>.npy predicted positions; returns files written."""
+    names = [(video, coords.name) for video, coords in carla_video_files(data_dir, split)]
+    return _write_all(model, names, load_carla_video, out_dir, batch_size, overwrite)
+
+
+def _write_all(
+    model: CarlaPositionModel,
+    names: list[tuple[Path, str]],
+    load: Callable[[Path], torch.Tensor],
+    out_dir: Path,
+    batch_size: int,
+    overwrite: bool,
+) -> int:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for source, name in names:
+        target = out_dir / name
+        if target.exists() and not overwrite:
+            continue
+        coords = model.predict_video(load(source), batch_size)
+        tmp = target.with_name(target.stem + ".tmp.npy")
+        np.save(tmp, coords)
+        os.replace(tmp, target)
+        written += 1
+    return written

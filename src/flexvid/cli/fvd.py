@@ -1,0 +1,50 @@
+"""`flexvid fvd EVAL_DIR`: Fréchet video distance of sampled videos against the matching test videos.
+
+Protocol of the reference: whole videos at full length (observed frames included), sample
+`--sample_idx` of each of the first N test videos. Writes fvd-<N>-<sample_idx>.txt (the number) and
+fvd-<N>-<sample_idx>.json (the number with its protocol and the I3D weights' SHA-256).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from flexvid.eval.fvd import fvd_of_eval_dir
+from flexvid.eval.i3d import load_i3d
+from flexvid.sampling.outputs import atomic_write_bytes, save_json
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("eval_dir", help="evaluation directory with settings.json and samples/")
+    parser.add_argument(
+        "--i3d", default=None,
+        help="I3D weights: i3d_pretrained_400.pt or i3d_torchscript.pt (default: looked up in $FLEXVID_WEIGHTS_DIR or ~/.cache/flexvid)",
+    )
+    parser.add_argument("--num_videos", type=int, default=None, help="N, the first N test videos (default: all with samples)")
+    parser.add_argument("--sample_idx", type=int, default=0, help="which sample of each test video")
+    parser.add_argument("--batch_size", type=int, default=2, help="videos per I3D call (memory only; no effect on the score)")
+    parser.add_argument("--gt_dir", default=None, help="folder of NNNN.npy uint8 test videos, instead of the dataset")
+    parser.add_argument("--data_dir", default=None, help="dataset location, overriding settings.json")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+
+
+def run(args: argparse.Namespace) -> int:
+    i3d = load_i3d(args.i3d, device=args.device)
+    result = fvd_of_eval_dir(
+        args.eval_dir, i3d, num_videos=args.num_videos, sample_idx=args.sample_idx,
+        batch_size=args.batch_size, gt_dir=args.gt_dir, data_dir=args.data_dir,
+    )
+    protocol = result["protocol"]
+    stem = Path(args.eval_dir) / f"fvd-{protocol['num_videos']}-{args.sample_idx}"
+    atomic_write_bytes(stem.with_suffix(".txt"), lambda handle: handle.write(f"{result['fvd']!r}\n".encode()))
+    save_json(stem.with_suffix(".json"), result)
+    weights = protocol["i3d_weights"]
+    print(
+        f"FVD {result['fvd']:.3f} on {protocol['num_videos']} videos of {protocol['frames_per_video']} frames "
+        f"(sample {args.sample_idx}, observed frames included; I3D {weights['file']} sha256 {weights['sha256'][:12]}...)"
+    )
+    print(f"wrote {stem.with_suffix('.txt')} and {stem.with_suffix('.json')}")
+    return 0

@@ -1,0 +1,215 @@
+"""The training data stream: an endless, sharded, exactly resumable sequence of FDM training batches.
+
+Every training example has a global number g = step * global_batch + row. Everything about example
+g (which video, which task, which padding frames, and the global RNG state a dataset sees while it
+loads) is a pure function of `(seed, g)`. Hence:
+
+- sharding: process `rank` of `world_size` takes rows [rank * B, (rank + 1) * B) of each global batch
+  (B = global_batch / world_size), so the processes together see exactly the batch one process
+  would, and within an epoch no two processes share a video (like DistributedSampler);
+- resume: `make_train_loader(..., start_step=s)` yields, from its first batch, exactly the batches
+  an uninterrupted run yields from step s on, on any number of processes;
+- workers: results do not depend on `num_workers` or on which worker loads what.
+
+Video order: a finite dataset is walked in a fresh permutation each epoch (epoch = g // len);
+an `infinite` (generated) dataset gets video 2g for example g and never repeats. Padding frames
+come from a second video (2g + 1, or a random other video of a finite dataset), loaded only when
+the task leaves slots free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from flexvid.data.base import VideoDataset
+from flexvid.data.tasks import TASK_DISTRIBUTIONS, build_example, check_task_sizes, sample_task
+from flexvid.errors import ConfigError, DatasetError
+
+# Stream names mixed into the seeds so that each kind of randomness is independent of the others.
+_ORDER_STREAM, _EXAMPLE_STREAM, _LOAD_STREAM = 0, 1, 2
+
+
+class TrainingExamples(Dataset):
+    """Example number g -> one training example (frames, frame indices, masks), fixed by (seed, g)."""
+
+    def __init__(
+        self,
+        dataset: VideoDataset,
+        max_frames: int,
+        *,
+        distribution: str = "fdm",
+        seed: int = 0,
+        pad_with_random_frames: bool = True,
+    ) -> None:
+        if distribution not in TASK_DISTRIBUTIONS:
+            raise ConfigError(
+                f"Unknown task distribution {distribution!r}; choose one of {', '.join(TASK_DISTRIBUTIONS)}."
+            )
+        if len(dataset) < 1:
+            raise DatasetError(f"The {dataset.split} split of dataset {dataset.name!r} holds no videos.")
+        check_task_sizes(dataset.T, max_frames)
+        self.dataset, self.max_frames, self.distribution = dataset, max_frames, distribution
+        self.seed, self.pad_with_random_frames = seed, pad_with_random_frames
+        self._permutation: tuple[int, np.ndarray] | None = None  # (epoch, order) cache
+
+    def video_index(self, example: int) -> int:
+        """Which video example `example` is made from."""
+        if getattr(self.dataset, "infinite", False):
+            return 2 * example
+        epoch, position = divmod(example, len(self.dataset))
+        if self._permutation is None or self._permutation[0] != epoch:
+            order = np.random.default_rng([self.seed, _ORDER_STREAM, epoch]).permutation(len(self.dataset))
+            self._permutation = (epoch, order)
+        return int(self._permutation[1][position])
+
+    def pad_video_index(self, example: int, rng: np.random.Generator) -> int:
+        """The video whose frames pad example `example`: a different one than its own where possible."""
+        if getattr(self.dataset, "infinite", False):
+            return 2 * example + 1
+        own, count = self.video_index(example), len(self.dataset)
+        if count == 1:
+            return own
+        other = int(rng.integers(count - 1))
+        return other + (other >= own)
+
+    def __getitem__(self, example: int) -> dict[str, Any]:
+        example = int(example)
+        rng = np.random.default_rng([self.seed, _EXAMPLE_STREAM, example])
+        video = self._load(self.video_index(example), example, 0)
+        task = sample_task(video.shape[0], self.max_frames, self.distribution, rng)
+        pad_video = None
+        if self.pad_with_random_frames and len(task[0]) + len(task[1]) < self.max_frames:
+            pad_video = self._load(self.pad_video_index(example, rng), example, 1)
+        item = build_example(video, task, self.max_frames, rng, pad_video=pad_video)
+        item["example_id"] = torch.tensor(example, dtype=torch.int64)
+        return item
+
+    def _load(self, index: int, example: int, which: int) -> torch.Tensor:
+        """Load one video with the global RNGs seeded from (seed, example), so random crops repeat exactly."""
+        with _seeded_global_rngs([self.seed, _LOAD_STREAM, example, which]):
+            video, _info = self.dataset[index]
+        if video.ndim != 4:
+            raise DatasetError(
+                f"Dataset {self.dataset.name!r} returned a video of shape {tuple(video.shape)}; "
+                "expected (T, C, H, W)."
+            )
+        if video.shape[0] < self.max_frames:
+            raise DatasetError(
+                f"Video {index} of dataset {self.dataset.name!r} has {video.shape[0]} frames, fewer than "
+                f"max_frames={self.max_frames}; use longer videos or lower --max_frames."
+            )
+        return video
+
+
+class StepBatchSampler(Sampler[list[int]]):
+    """Endless batches of example numbers: this process's share of each global batch, from `start_step` on."""
+
+    def __init__(
+        self, global_batch_size: int, *, rank: int = 0, world_size: int = 1, start_step: int = 0
+    ) -> None:
+        self.batch_size = per_process_batch(global_batch_size, world_size)
+        if not 0 <= rank < world_size:
+            raise ConfigError(f"rank {rank} is outside 0..{world_size - 1}.")
+        if start_step < 0:
+            raise ConfigError(f"start_step must be 0 or more, got {start_step}.")
+        self.global_batch_size, self.rank, self.start_step = global_batch_size, rank, start_step
+
+    def __iter__(self) -> Iterator[list[int]]:
+        step = self.start_step
+        while True:
+            first = step * self.global_batch_size + self.rank * self.batch_size
+            yield list(range(first, first + self.batch_size))
+            step += 1
+
+
+def collate_examples(examples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Stack examples into the trainer's batch dict (x0, frame_indices, obs_mask, latent_mask, example_id)."""
+    return {
+        "x0": torch.stack([e["frames"] for e in examples]),
+        "frame_indices": torch.stack([e["frame_indices"] for e in examples]),
+        "obs_mask": torch.stack([e["obs_mask"] for e in examples]),
+        "latent_mask": torch.stack([e["latent_mask"] for e in examples]),
+        "example_id": torch.stack([e["example_id"] for e in examples]),
+    }
+
+
+def make_train_loader(
+    dataset: VideoDataset,
+    *,
+    global_batch_size: int,
+    max_frames: int,
+    distribution: str = "fdm",
+    seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    start_step: int = 0,
+    num_workers: int = 0,
+    pad_with_random_frames: bool = True,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """An endless DataLoader of this process's training batches (see the module docstring).
+
+    Each batch is a dict with `x0` (B, K, C, H, W), `frame_indices` (B, K) int64, `obs_mask` and
+    `latent_mask` (B, K, 1, 1, 1) float32 and `example_id` (B,) int64, where B = global_batch_size /
+    world_size. To resume at step s, pass `start_step=s`: the stream continues exactly. `example_id`
+    is a per-example number the trainer may use to seed per-example noise.
+    """
+    examples = TrainingExamples(
+        dataset,
+        max_frames,
+        distribution=distribution,
+        seed=seed,
+        pad_with_random_frames=pad_with_random_frames,
+    )
+    sampler = StepBatchSampler(global_batch_size, rank=rank, world_size=world_size, start_step=start_step)
+    return DataLoader(
+        examples,
+        batch_sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate_examples,
+        pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,
+        worker_init_fn=_limit_worker_threads,
+    )
+
+
+def per_process_batch(global_batch_size: int, world_size: int) -> int:
+    """The batch each process loads: the global batch split evenly over the processes."""
+    if global_batch_size < 1 or world_size < 1:
+        raise ConfigError(
+            f"batch size and world size must be positive, got {global_batch_size} and {world_size}."
+        )
+    if global_batch_size % world_size:
+        raise ConfigError(
+            f"batch_size {global_batch_size} (the global batch) is not divisible by the {world_size} "
+            f"processes; use a multiple of {world_size}."
+        )
+    return global_batch_size // world_size
+
+
+@contextlib.contextmanager
+def _seeded_global_rngs(entropy: list[int]) -> Iterator[None]:
+    """Seed Python's, NumPy's and torch's global RNGs from `entropy` inside the block, then restore them."""
+    words = np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint32)
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(words[0]) << 32 | int(words[1]))
+        random.seed(int(words[0]))
+        np.random.seed(int(words[1]))
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
+
+
+def _limit_worker_threads(_worker_id: int) -> None:
+    """One torch thread per loader worker: the workers already run in parallel."""
+    torch.set_num_threads(1)

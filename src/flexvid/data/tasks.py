@@ -1,0 +1,147 @@
+"""FDM training tasks: which frames of a video an example observes and which it learns to generate.
+
+A task is a pair of disjoint sorted index arrays `(observed, latent)` into a video of T frames with
+at most K = max_frames frames in all. Three distributions:
+
+- `fdm`: the paper's (Algorithm 2, as in the authors' code). Repeatedly draw a group of frames: a
+  count n uniform in 1..K, a spacing s = exp(U * log(T / (n - 0.999))) with U ~ U[0, 1) (log-uniform
+  from 1 to about T / (n - 1)), a start uniform in [0, T - s (n - 1)), and indices
+  floor(start + i s) for i < n; indices already taken are dropped. The first group is latent; each
+  later group is observed or latent with probability 1/2 (decided before it is drawn). Drawing stops
+  at the first group whose new indices would take the total past K.
+- `uniform`: an unstructured baseline: K distinct frames chosen uniformly at random, of which a
+  number uniform in 0..K-1 (chosen at random) are observed and the rest latent.
+- `autoregressive`: a window of K consecutive frames at a random start; the first K // 2 are
+  observed, the remaining K - K // 2 latent (predict the next frames from the ones before).
+
+`build_example` turns a task into a fixed-size training example of K frames, padding short tasks
+with masked frames.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import torch
+
+from flexvid.errors import ConfigError, DatasetError
+
+Task = tuple[np.ndarray, np.ndarray]  # (observed indices, latent indices), each sorted int64
+
+
+def draw_group(T: int, K: int, rng: np.random.Generator) -> np.ndarray:
+    """One evenly spaced group of 1..K distinct frame indices in [0, T), spacing log-uniform."""
+    while True:
+        n = int(rng.integers(1, K + 1))
+        spacing = math.exp(rng.random() * math.log(T / (n - 0.999)))
+        start = rng.random() * (T - spacing * (n - 1))
+        indices = np.floor(start + spacing * np.arange(n)).astype(np.int64)
+        # Round-off can push an index out of range; the group is then drawn again.
+        if indices[0] >= 0 and indices[-1] < T:
+            return indices
+
+
+def sample_fdm_task(T: int, K: int, rng: np.random.Generator) -> Task:
+    """The paper's task distribution: groups of log-uniformly spaced frames, first one latent."""
+    latent = set(draw_group(T, K, rng).tolist())
+    observed: set[int] = set()
+    # Once all K slots are used, later groups could only add nothing or stop the loop: stop now.
+    while len(latent) + len(observed) < K:
+        target = observed if rng.random() < 0.5 else latent
+        new = [i for i in draw_group(T, K, rng).tolist() if i not in latent and i not in observed]
+        if len(new) > K - len(latent) - len(observed):
+            break
+        target.update(new)
+    return _sorted(observed), _sorted(latent)
+
+
+def sample_uniform_task(T: int, K: int, rng: np.random.Generator) -> Task:
+    """K distinct uniformly chosen frames, a uniformly chosen number (0..K-1) of them observed."""
+    frames = rng.choice(T, size=K, replace=False)
+    num_observed = int(rng.integers(0, K))
+    return np.sort(frames[:num_observed]), np.sort(frames[num_observed:])
+
+
+def sample_autoregressive_task(T: int, K: int, rng: np.random.Generator) -> Task:
+    """K consecutive frames at a random start: the first K // 2 observed, the rest latent."""
+    start = int(rng.integers(0, T - K + 1))
+    window = np.arange(start, start + K, dtype=np.int64)
+    return window[: K // 2], window[K // 2 :]
+
+
+TASK_DISTRIBUTIONS: dict[str, Callable[[int, int, np.random.Generator], Task]] = {
+    "fdm": sample_fdm_task,
+    "uniform": sample_uniform_task,
+    "autoregressive": sample_autoregressive_task,
+}
+
+
+def check_task_sizes(T: int, K: int) -> None:
+    """Raise ConfigError when no task of at most K frames can be drawn from T frames."""
+    if K < 1:
+        raise ConfigError(f"max_frames must be at least 1, got {K}.")
+    if K > T:
+        raise ConfigError(
+            f"max_frames (K={K}) is larger than the video length T={T}; lower --max_frames or raise --T."
+        )
+
+
+def sample_task(T: int, K: int, distribution: str, rng: np.random.Generator) -> Task:
+    """Draw `(observed, latent)` frame indices for a video of T frames from the named distribution."""
+    if distribution not in TASK_DISTRIBUTIONS:
+        raise ConfigError(
+            f"Unknown task distribution {distribution!r}; choose one of {', '.join(TASK_DISTRIBUTIONS)}."
+        )
+    check_task_sizes(T, K)
+    return TASK_DISTRIBUTIONS[distribution](T, K, rng)
+
+
+def build_example(
+    video: torch.Tensor,
+    task: Task,
+    K: int,
+    rng: np.random.Generator,
+    pad_video: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """Gather a task's frames into one training example of exactly K frames.
+
+    The task's frames come first, in increasing frame index; the remaining slots are padding:
+    frames of `pad_video` (another video, as the reference's `pad_with_random_frames`; `video`
+    itself when None) at uniformly random indices. Padding has obs_mask = latent_mask = 0, so the
+    network keeps it out of the real frames' attention; the loss (mask 1 - obs_mask) still counts it.
+    Returns `frames` (K, C, H, W), `frame_indices` (K,) int64 and `obs_mask`, `latent_mask`
+    (K, 1, 1, 1) float32.
+    """
+    observed, latent = task
+    chosen = np.sort(np.concatenate([observed, latent]))
+    if len(chosen) > K:
+        raise ConfigError(f"A task with {len(chosen)} frames does not fit in max_frames={K}.")
+    if video.shape[0] < K:
+        raise DatasetError(
+            f"A video has {video.shape[0]} frames, fewer than max_frames={K}; "
+            "use longer videos or lower --max_frames."
+        )
+    source = video if pad_video is None else pad_video
+    num_pad = K - len(chosen)
+    pad_indices = rng.integers(0, source.shape[0], size=num_pad)
+    index = torch.from_numpy(np.concatenate([chosen, pad_indices]).astype(np.int64))
+    frames = torch.cat([video[torch.from_numpy(chosen)], source[index[len(chosen) :]]])
+    return {
+        "frames": frames,
+        "frame_indices": index,
+        "obs_mask": _slot_mask(np.isin(chosen, observed), K),
+        "latent_mask": _slot_mask(np.isin(chosen, latent), K),
+    }
+
+
+def _slot_mask(is_member: np.ndarray, K: int) -> torch.Tensor:
+    """A (K, 1, 1, 1) float 0/1 mask: `is_member` for the task's slots, 0 for the padding after them."""
+    mask = np.zeros(K, dtype=np.float32)
+    mask[: len(is_member)] = is_member
+    return torch.from_numpy(mask).view(K, 1, 1, 1)
+
+
+def _sorted(indices: set[int]) -> np.ndarray:
+    return np.array(sorted(indices), dtype=np.int64)

@@ -1,0 +1,315 @@
+"""Gather the metrics of many evaluation directories into one Markdown table and one PNG plot.
+
+An evaluation directory is any folder under RESULTS_DIR with a `settings.json` (written by the
+sampler). Every other `*.json` in it is a metric file: numbers become table columns, lists of
+numbers become per-frame curves, and `protocol` entries go into the table's footnote, so each
+number is printed with how it was measured. FVD `.txt` files are read when no JSON holds an FVD.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw, ImageFont
+
+from flexvid.errors import DatasetError
+
+REPORT_MARKDOWN = "report.md"
+REPORT_IMAGE = "report.png"
+LOWER_IS_BETTER = ("fvd", "lpips", "loss", "mse", "wd", "op")
+HIGHER_IS_BETTER = ("psnr", "ssim")
+FVD_TEXT = re.compile(r"fvd-(\d+)-(\d+)\.txt$")
+PALETTE = [
+    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+]
+
+
+@dataclass
+class EvalRun:
+    """One evaluation directory: its settings, scalar metrics, per-frame curves and protocols."""
+
+    path: Path
+    label: str
+    settings: dict[str, Any]
+    scalars: dict[str, float | None] = field(default_factory=dict)
+    series: dict[str, list[float]] = field(default_factory=dict)
+    protocols: dict[str, dict[str, Any]] = field(default_factory=dict)  # metric file -> protocol
+
+    @property
+    def checkpoint(self) -> str:
+        parts = Path(str(self.settings.get("checkpoint", ""))).parts
+        return "/".join(parts[-2:]) if parts else "?"
+
+
+def collect_runs(results_dir: str | Path) -> list[EvalRun]:
+    """Every evaluation directory under `results_dir` (found by its settings.json), with its metrics."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise DatasetError(f"Results directory {results_dir} does not exist; give the folder holding evaluation directories.")
+    runs = []
+    for settings_path in sorted(results_dir.rglob("settings.json")):
+        eval_dir = settings_path.parent
+        label = eval_dir.relative_to(results_dir).as_posix() if eval_dir != results_dir else eval_dir.name
+        run = EvalRun(eval_dir, label, _read_json(settings_path))
+        for metric_file in sorted(eval_dir.glob("*.json")):
+            if metric_file.name != "settings.json":
+                _absorb(run, metric_file.name, _read_json(metric_file))
+        if not any("fvd" in name.lower() for name in run.scalars):
+            for text_file in sorted(eval_dir.glob("fvd-*.txt")):
+                match = FVD_TEXT.search(text_file.name)
+                if match:
+                    run.scalars[f"FVD (N={match[1]}, sample {match[2]})"] = _read_number(text_file)
+        runs.append(run)
+    if not runs:
+        raise DatasetError(f"No evaluation directories (with settings.json) under {results_dir}; sample videos first.")
+    if not any(run.scalars or run.series for run in runs):
+        raise DatasetError(
+            f"No metric files in the evaluation directories under {results_dir}; run `flexvid fvd`, `flexvid metrics` "
+            "or `flexvid carla-metrics` first."
+        )
+    return runs
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise DatasetError(f"Could not read {path} ({err}); remove or regenerate the file.") from err
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path} should hold a JSON object; remove or regenerate the file.")
+    return data
+
+
+def _read_number(path: Path) -> float:
+    try:
+        return float(path.read_text().split()[0])
+    except (IndexError, ValueError) as err:
+        raise DatasetError(f"{path} should start with a number; remove or regenerate the file.") from err
+
+
+def _absorb(run: EvalRun, source: str, data: dict[str, Any], prefix: str = "") -> None:
+    """Sort one metric file's entries into scalars, per-frame series and protocol."""
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if key == "protocol" and isinstance(value, dict):
+            run.protocols.setdefault(source, {}).update(value)
+        elif isinstance(value, dict):
+            _absorb(run, source, value, prefix=f"{name}.")
+        elif isinstance(value, bool) or isinstance(value, str):
+            run.protocols.setdefault(source, {})[name] = value
+        elif value is None or isinstance(value, (int, float)):
+            column = name if name not in run.scalars else f"{Path(source).stem}.{name}"
+            run.scalars[column] = None if value is None or not math.isfinite(value) else float(value)
+        elif isinstance(value, list):
+            curve = _as_curve(value)
+            if curve is not None:
+                run.series[name] = curve
+
+
+def _as_curve(values: list[Any]) -> list[float] | None:
+    """A list of numbers (per frame), or equal-length lists of them (averaged over the outer axis)."""
+    if len(values) >= 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return [float(v) for v in values]
+    if values and all(isinstance(row, list) for row in values):
+        rows = [_as_curve(row) for row in values]
+        if all(row is not None and len(row) == len(rows[0]) for row in rows):
+            return [sum(column) / len(column) for column in zip(*rows)]
+    return None
+
+
+def _direction(column: str) -> int:
+    """-1 when lower is better, +1 when higher is better, 0 when unknown (matched on the last name part)."""
+    words = re.split(r"[^a-z]+", column.lower().split(".")[-1])
+    if any(word in LOWER_IS_BETTER for word in words):
+        return -1
+    if any(word in HIGHER_IS_BETTER for word in words):
+        return 1
+    return 0
+
+
+def _format(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4g}"
+
+
+def markdown_table(runs: list[EvalRun], image_name: str | None = REPORT_IMAGE) -> str:
+    """The paper-style table: one row per run (checkpoint / scheme), one column per metric, protocol below."""
+    columns = list(dict.fromkeys(name for run in runs for name in run.scalars))
+    arrows = {1: " ↑", -1: " ↓", 0: ""}
+    header = ["run", "checkpoint", "scheme", "obs", "K"] + [f"{c}{arrows[_direction(c)]}" for c in columns]
+    best = {}
+    for column in columns:
+        values = [run.scalars.get(column) for run in runs]
+        known = [v for v in values if v is not None]
+        if _direction(column) and len(known) >= 2:
+            best[column] = max(known) if _direction(column) > 0 else min(known)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for run in runs:
+        cells = [
+            run.label,
+            run.checkpoint,
+            str(run.settings.get("sampling_scheme", "?")),
+            str(run.settings.get("n_obs", "?")),
+            str(run.settings.get("max_frames", "?")),
+        ]
+        for column in columns:
+            value = run.scalars.get(column)
+            text = _format(value)
+            cells.append(f"**{text}**" if value is not None and best.get(column) == value else text)
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", *_footnotes(runs)]
+    if image_name:
+        lines += ["", f"![metrics per run and per-frame curves]({image_name})"]
+    return "\n".join(lines) + "\n"
+
+
+def _footnotes(runs: list[EvalRun]) -> list[str]:
+    """Protocol lines: settings shared by all runs, then each metric file's protocol (shared vs varying)."""
+    notes = []
+    shared = _shared_items([run.settings for run in runs], skip={"checkpoint", "sampling_scheme", "n_obs", "max_frames"})
+    settings_text = ", ".join(f"{k}={v}" for k, v in shared[0].items())
+    varying = f"; varying per run: {', '.join(shared[1])}" if shared[1] else ""
+    notes.append(f"Protocol. Sampling settings: {settings_text or 'none shared'}{varying}. "
+                 "Bold marks the best value of a column (↓ lower is better, ↑ higher is better).")
+    for source in sorted({name for run in runs for name in run.protocols}):
+        common, varying_keys = _shared_items([run.protocols[source] for run in runs if source in run.protocols])
+        text = "; ".join(f"{k}: {v}" for k, v in common.items())
+        extra = f" (varying per run: {', '.join(varying_keys)})" if varying_keys else ""
+        notes.append(f"- `{source}`: {text}{extra}")
+    return notes
+
+
+def _shared_items(dicts: list[dict[str, Any]], skip: frozenset[str] | set[str] = frozenset()) -> tuple[dict[str, Any], list[str]]:
+    """Items equal in every dict, and the keys whose values differ or are missing somewhere."""
+    keys = list(dict.fromkeys(k for d in dicts for k in d if k not in skip))
+    common = {k: dicts[0][k] for k in keys if all(k in d and d[k] == dicts[0][k] for d in dicts)}
+    return common, [k for k in keys if k not in common]
+
+
+# --------------------------------------------------------------------------------------------
+# Plot
+
+
+PANEL_W, PANEL_H, MARGIN = 460, 300, 50
+DIRECTION_NOTE = {-1: " (lower is better)", 1: " (higher is better)", 0: ""}
+
+
+def _font(size: int = 12) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # Pillow without FreeType has only its fixed bitmap font
+        return ImageFont.load_default()
+
+
+def draw_plot(runs: list[EvalRun], path: str | Path) -> Path:
+    """PNG: a bar panel per metric (one bar per run) and a line panel per per-frame curve."""
+    columns = list(dict.fromkeys(name for run in runs for name in run.scalars))
+    curves = list(dict.fromkeys(name for run in runs for name in run.series))
+    panels = [("bar", c) for c in columns] + [("line", c) for c in curves]
+    font = _font()
+    legend_h = 20 * len(runs) + 16
+    cols = 2 if len(panels) > 1 else 1
+    rows = max(1, math.ceil(len(panels) / cols))
+    image = Image.new("RGB", (cols * PANEL_W, legend_h + rows * PANEL_H), "white")
+    draw = ImageDraw.Draw(image)
+    for number, run in enumerate(runs):
+        y = 8 + 20 * number
+        draw.rectangle([10, y + 2, 24, y + 14], fill=PALETTE[number % len(PALETTE)])
+        _text(draw, 32, y + 8, f"{number + 1}: {run.label}", font, v=0.5)
+    for index, (kind, name) in enumerate(panels):
+        left = (index % cols) * PANEL_W
+        top = legend_h + (index // cols) * PANEL_H
+        box = (left + MARGIN + 20, top + 30, left + PANEL_W - 20, top + PANEL_H - 40)
+        if kind == "bar":
+            title = f"{name}{DIRECTION_NOTE[_direction(name)]}"
+            _bar_panel(draw, box, [run.scalars.get(name) for run in runs], font)
+        else:
+            title = f"{name} per frame"
+            _line_panel(draw, box, [run.series.get(name) for run in runs], font)
+        _text(draw, left + 10, top + 8, title, font)
+    path = Path(path)
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+    image.save(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def _text(draw: ImageDraw.ImageDraw, x: float, y: float, text: str, font, *, h: float = 0.0, v: float = 0.0) -> None:
+    """Draw text with its box placed by fractions: h=0 left, 0.5 centre, 1 right; v likewise top to bottom."""
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    draw.text((x - h * (right - left) - left, y - v * (bottom - top) - top), text, fill="black", font=font)
+
+
+def _axes(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], low: float, high: float, font) -> None:
+    x0, y0, x1, y1 = box
+    draw.line([x0, y0, x0, y1, x1, y1], fill="black")
+    for value, y in ((high, y0), (low, y1), ((low + high) / 2, (y0 + y1) / 2)):
+        draw.line([x0 - 4, y, x0, y], fill="black")
+        _text(draw, x0 - 6, y, f"{value:.3g}", font, h=1.0, v=0.5)
+
+
+def _value_range(values: list[float], include_zero: bool) -> tuple[float, float]:
+    low, high = min(values), max(values)
+    if include_zero:
+        low, high = min(low, 0.0), max(high, 0.0)
+    if high - low < 1e-12:
+        low, high = low - 1.0, high + 1.0
+    return low, high
+
+
+def _bar_panel(draw, box, values: list[float | None], font) -> None:
+    known = [v for v in values if v is not None]
+    if not known:
+        return
+    low, high = _value_range(known, include_zero=True)
+    _axes(draw, box, low, high, font)
+    x0, y0, x1, y1 = box
+    slot = (x1 - x0) / len(values)
+    to_y = lambda v: y1 - (v - low) / (high - low) * (y1 - y0)  # noqa: E731
+    for number, value in enumerate(values):
+        left = x0 + slot * number + slot * 0.15
+        right = x0 + slot * (number + 1) - slot * 0.15
+        _text(draw, (left + right) / 2, y1 + 4, str(number + 1), font, h=0.5)
+        if value is None:
+            continue
+        top, bottom = sorted((to_y(value), to_y(0.0)))
+        draw.rectangle([left, top, right, max(bottom, top + 1)], fill=PALETTE[number % len(PALETTE)])
+
+
+def _line_panel(draw, box, curves: list[list[float] | None], font) -> None:
+    known = [c for c in curves if c]
+    if not known:
+        return
+    low, high = _value_range([v for c in known for v in c], include_zero=False)
+    _axes(draw, box, low, high, font)
+    x0, y0, x1, y1 = box
+    length = max(len(c) for c in known)
+    _text(draw, x0, y1 + 4, "0", font, h=0.5)
+    _text(draw, x1, y1 + 4, f"frame {length - 1}", font, h=1.0)
+    for number, curve in enumerate(curves):
+        if not curve:
+            continue
+        points = [
+            (x0 + i / max(length - 1, 1) * (x1 - x0), y1 - (v - low) / (high - low) * (y1 - y0))
+            for i, v in enumerate(curve)
+        ]
+        draw.line(points, fill=PALETTE[number % len(PALETTE)], width=2)
+
+
+def write_report(results_dir: str | Path, out_dir: str | Path | None = None) -> tuple[Path, Path]:
+    """Collect every run under `results_dir`; write report.md and report.png (into `out_dir` or results_dir)."""
+    runs = collect_runs(results_dir)
+    out_dir = Path(out_dir or results_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    image = draw_plot(runs, out_dir / REPORT_IMAGE)
+    markdown = out_dir / REPORT_MARKDOWN
+    tmp = markdown.with_name(markdown.name + ".tmp")
+    tmp.write_text(markdown_table(runs, image.name))
+    os.replace(tmp, markdown)
+    return markdown, image

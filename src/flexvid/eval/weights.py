@@ -1,0 +1,219 @@
+"""Finding, checking and downloading the pretrained weights that evaluation needs (I3D, AlexNet, LPIPS).
+
+A file is found by explicit path, else under its standard name in the weights directory
+($FLEXVID_WEIGHTS_DIR, else ~/.cache/flexvid). Files found under their standard name are checked
+against the published SHA-256 where one exists; a file given by explicit path is the user's choice
+and is only checked for the right keys when loaded. Every located file carries its SHA-256 so results
+can record exactly which weights produced them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from flexvid.errors import WeightsError
+
+WEIGHTS_DIR_ENV = "FLEXVID_WEIGHTS_DIR"
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """One downloadable weights file: its standard name, where to get it, and its checksum if published."""
+
+    name: str  # short name used on the command line (`flexvid weights download NAME`)
+    filename: str
+    url: str
+    description: str
+    sha256: str | None = None  # full published SHA-256
+    sha256_prefix: str | None = None  # leading hex digits published in the file name (torchvision style)
+
+    def expected_hash_text(self) -> str | None:
+        """The published checksum, or its published prefix, for messages."""
+        return self.sha256 or self.sha256_prefix
+
+    def hash_matches(self, digest: str) -> bool:
+        """Whether `digest` agrees with whatever checksum is published (True when none is)."""
+        if self.sha256 is not None:
+            return digest == self.sha256
+        if self.sha256_prefix is not None:
+            return digest.startswith(self.sha256_prefix)
+        return True
+
+
+@dataclass(frozen=True)
+class LocatedWeights:
+    """A weights file that exists, with its SHA-256 and whether it matched a published checksum."""
+
+    path: Path
+    sha256: str
+    verified: bool  # True when a published checksum exists and matched
+
+    def describe(self) -> dict[str, object]:
+        """JSON-ready provenance of the file."""
+        return {"file": self.path.name, "sha256": self.sha256, "checksum_verified": self.verified}
+
+
+WEIGHTS: dict[str, WeightSpec] = {}
+
+
+def register_weights(spec: WeightSpec) -> WeightSpec:
+    """Add a weights file to the registry the `flexvid weights` command knows about."""
+    WEIGHTS[spec.name] = spec
+    return spec
+
+
+I3D_STATE_DICT = register_weights(
+    WeightSpec(
+        name="i3d",
+        filename="i3d_pretrained_400.pt",
+        url=(
+            "https://huggingface.co/spaces/LanguageBind/Open-Sora-Plan-v1.0.0/resolve/"
+            "810fa8c4bdb3a4c8eec9bd57375c29bde6fb46de/opensora/eval/fvd/videogpt/i3d_pretrained_400.pt"
+        ),
+        description="I3D Kinetics-400 PyTorch state dict converted from TF-hub (VideoGPT/TATS), for FVD",
+    )
+)
+I3D_TORCHSCRIPT = register_weights(
+    WeightSpec(
+        name="i3d-torchscript",
+        filename="i3d_torchscript.pt",
+        url="https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt?dl=1",
+        description="I3D Kinetics-400 TorchScript port of the TF-hub model (StyleGAN-V), for FVD",
+    )
+)
+ALEXNET = register_weights(
+    WeightSpec(
+        name="alexnet",
+        filename="alexnet-owt-7be5be79.pth",
+        url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+        description="torchvision ImageNet AlexNet, the LPIPS backbone",
+        sha256_prefix="7be5be79",
+    )
+)
+LPIPS_ALEX_HEADS = register_weights(
+    WeightSpec(
+        name="lpips-alex",
+        filename="LPIPS_v0.1_alex-df73285e.pth",
+        url="https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/alex.pth",
+        description="LPIPS v0.1 linear heads for AlexNet (also shipped inside the `lpips` wheel)",
+        sha256="df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0",
+    )
+)
+
+
+def weights_dir() -> Path:
+    """The directory searched for weights files: $FLEXVID_WEIGHTS_DIR, else ~/.cache/flexvid."""
+    return Path(os.environ.get(WEIGHTS_DIR_ENV) or Path.home() / ".cache" / "flexvid")
+
+
+def get_spec(name: str) -> WeightSpec:
+    """The registered spec called `name`, or an error listing the known names."""
+    if name not in WEIGHTS:
+        raise WeightsError(f"Unknown weights {name!r}; known weights are {', '.join(sorted(WEIGHTS))}.")
+    return WEIGHTS[name]
+
+
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def where_to_get(spec: WeightSpec) -> str:
+    """The advice every missing-weights message ends with."""
+    return (
+        f"download {spec.url} to {weights_dir() / spec.filename} (or run `flexvid weights download {spec.name}`; "
+        f"set {WEIGHTS_DIR_ENV} to use another directory)"
+    )
+
+
+def verify_file(spec: WeightSpec, path: Path) -> LocatedWeights:
+    """Hash `path` and check it against the spec's published checksum."""
+    digest = sha256_of(path)
+    if not spec.hash_matches(digest):
+        raise WeightsError(
+            f"{path} has SHA-256 {digest}, but the published {spec.filename} starts with "
+            f"{spec.expected_hash_text()}; the file is corrupt or a different model: {where_to_get(spec)}."
+        )
+    return LocatedWeights(path, digest, verified=spec.expected_hash_text() is not None)
+
+
+def locate_weights(name: str, path: str | Path | None = None) -> LocatedWeights:
+    """Find weights `name`: the explicit `path` if given (not hash-checked), else the weights directory."""
+    spec = get_spec(name)
+    if path is not None:
+        explicit = Path(path).expanduser()
+        if not explicit.is_file():
+            raise WeightsError(f"Weights file {explicit} does not exist; {where_to_get(spec)}.")
+        return LocatedWeights(explicit, sha256_of(explicit), verified=False)
+    standard = weights_dir() / spec.filename
+    if not standard.is_file():
+        raise WeightsError(f"{spec.description} not found; {where_to_get(spec)}.")
+    return verify_file(spec, standard)
+
+
+def find_installed(name: str) -> Path | None:
+    """The standard-name file of `name` in the weights directory, if present."""
+    candidate = weights_dir() / get_spec(name).filename
+    return candidate if candidate.is_file() else None
+
+
+def download_weights(name: str, directory: str | Path | None = None, *, url: str | None = None) -> LocatedWeights:
+    """Download weights `name` into `directory` (default: the weights directory), checking the hash.
+
+    The file is streamed to a temporary name beside the target and renamed only once its checksum
+    agrees, so an interrupted or corrupt download never takes the standard name.
+    """
+    spec = get_spec(name)
+    target_dir = Path(directory).expanduser() if directory is not None else weights_dir()
+    target_dir.mkdir(parents=True, exist_ok=True)
+    target = target_dir / spec.filename
+    source = url or spec.url
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.filename}.", suffix=".part", dir=target_dir)
+    tmp = Path(tmp_name)
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(source) as response:  # noqa: S310
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                digest.update(chunk)
+                out.write(chunk)
+        hex_digest = digest.hexdigest()
+        if not spec.hash_matches(hex_digest):
+            raise WeightsError(
+                f"The file downloaded from {source} has SHA-256 {hex_digest}, not the published "
+                f"{spec.expected_hash_text()}; nothing was saved, try again or fetch it by hand."
+            )
+        os.replace(tmp, target)
+    except OSError as err:
+        raise WeightsError(f"Could not download {source} ({err}); {where_to_get(spec)} by hand.") from err
+    finally:
+        tmp.unlink(missing_ok=True)
+    return LocatedWeights(target, hex_digest, verified=spec.expected_hash_text() is not None)
+
+
+__all__ = [
+    "ALEXNET",
+    "I3D_STATE_DICT",
+    "I3D_TORCHSCRIPT",
+    "LPIPS_ALEX_HEADS",
+    "LocatedWeights",
+    "WEIGHTS",
+    "WEIGHTS_DIR_ENV",
+    "WeightSpec",
+    "download_weights",
+    "find_installed",
+    "get_spec",
+    "locate_weights",
+    "register_weights",
+    "sha256_of",
+    "verify_file",
+    "weights_dir",
+]

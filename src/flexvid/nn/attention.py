@@ -1,0 +1,114 @@
+"""Factorized video attention: temporal attention across frames at each pixel, then spatial attention.
+
+Both normalise their input (GroupNorm, float32 statistics) and add the attention output to the
+*normalised* input, as the reference does. The temporal attention adds relative position
+encodings of frame distances to queries, keys and values and masks padding frames; the spatial
+attention runs through `scaled_dot_product_attention` so fused kernels apply.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from flexvid.errors import ConfigError
+from flexvid.nn.layers import NORM_GROUPS, ContextLayer, FrameContext, GroupNorm32, zero_init
+from flexvid.nn.rpe import RelativePositionEncoding
+
+
+def check_heads(channels: int, num_heads: int) -> None:
+    """Raise a ConfigError when `num_heads` does not divide an attention block's channels."""
+    if num_heads < 1 or channels % num_heads:
+        raise ConfigError(
+            f"num_heads={num_heads} does not divide the {channels} channels of an attention block; "
+            "choose a head count that divides every attention block's channel count."
+        )
+
+
+class SpatialAttention(nn.Module):
+    """Multi-head self-attention over the pixels of each frame."""
+
+    def __init__(self, channels: int, num_heads: int, use_sdpa: bool = True) -> None:
+        super().__init__()
+        check_heads(channels, num_heads)
+        self.num_heads = num_heads
+        self.use_sdpa = use_sdpa  # False: explicit softmax(q k^T) v, for comparisons
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.proj_out = zero_init(nn.Linear(channels, channels))
+        self.norm = GroupNorm32(channels, "attention block")
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        n, c, height, width = h.shape
+        x = self.norm(h).flatten(2)  # (N, C, P)
+        qkv = torch.matmul(self.qkv.weight.to(x.dtype), x) + self.qkv.bias.to(x.dtype)[:, None]
+        q, k, v = qkv.view(n, 3, self.num_heads, c // self.num_heads, -1).transpose(-1, -2).unbind(1)
+        if self.use_sdpa:
+            out = F.scaled_dot_product_attention(q, k, v)  # (N, heads, P, C/heads)
+        else:
+            weights = torch.softmax((q * q.shape[-1] ** -0.5 @ k.transpose(-1, -2)).float(), dim=-1)
+            out = weights.to(v.dtype) @ v
+        out = out.transpose(-1, -2).reshape(n, c, -1)
+        out = torch.matmul(self.proj_out.weight.to(out.dtype), out) + self.proj_out.bias.to(out.dtype)[:, None]
+        return (x + out).view(n, c, height, width)
+
+
+class TemporalAttention(nn.Module):
+    """Multi-head self-attention over the frames at each pixel, with relative position encodings."""
+
+    def __init__(
+        self, channels: int, num_heads: int, emb_channels: int, use_rpe_net: bool, max_frames: int
+    ) -> None:
+        super().__init__()
+        check_heads(channels, num_heads)
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.proj_out = zero_init(nn.Linear(channels, channels))
+        self.norm = GroupNorm32(channels, "attention block")
+        rpe_args = (channels, num_heads, emb_channels, use_rpe_net, max_frames)
+        self.rpe_q = RelativePositionEncoding(*rpe_args)
+        self.rpe_k = RelativePositionEncoding(*rpe_args)
+        self.rpe_v = RelativePositionEncoding(*rpe_args)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """GroupNorm of (B, P, K, C) with statistics per pixel and group, over channels and frames."""
+        b, p, k, c = x.shape
+        xf = x.float().view(b, p, k, NORM_GROUPS, c // NORM_GROUPS)
+        var, mean = torch.var_mean(xf, dim=(2, 4), unbiased=False, keepdim=True)
+        normed = ((xf - mean) * torch.rsqrt(var + self.norm.eps)).view(b, p, k, c)
+        return (normed * self.norm.weight.float() + self.norm.bias.float()).to(x.dtype)
+
+    def forward(self, h: torch.Tensor, ctx: FrameContext) -> torch.Tensor:
+        bk, c, height, width = h.shape
+        b, k = ctx.batch, ctx.frames
+        heads = self.num_heads
+        # One copy into (B, pixels, frames, channels); everything below works in that layout.
+        x = self.normalise(h.view(b, k, c, height * width).permute(0, 3, 1, 2).contiguous())
+        q, key, v = self.qkv(x).unflatten(-1, (3, heads, c // heads)).unbind(3)  # (B, P, K, heads, F)
+        scale = (c // heads) ** -0.5
+        q = q * scale
+        logits = q.transpose(2, 3) @ key.permute(0, 1, 3, 4, 2)  # (B, P, heads, K, K)
+        logits = logits + torch.einsum("bpthf,btshf->bphts", q, self.rpe_k(ctx).to(q.dtype))
+        logits = logits + torch.einsum("bpshf,bsthf->bphts", key * scale, self.rpe_q(ctx).to(q.dtype))
+        logits = logits.masked_fill(~ctx.allowed[:, None, None], float("-inf"))
+        weights = torch.softmax(logits.float(), dim=-1).to(logits.dtype)
+        out = (weights @ v.transpose(2, 3)).transpose(2, 3)  # (B, P, K, heads, F)
+        out = out + torch.einsum("bphts,btshf->bpthf", weights, self.rpe_v(ctx).to(weights.dtype))
+        x = x + self.proj_out(out.flatten(3))
+        return x.permute(0, 2, 3, 1).reshape(bk, c, height, width)
+
+
+class FactorizedAttention(ContextLayer):
+    """Temporal attention across the K frames at each pixel, then spatial attention within frames."""
+
+    def __init__(
+        self, channels: int, num_heads: int, emb_channels: int, use_rpe_net: bool, max_frames: int
+    ) -> None:
+        super().__init__()
+        self.spatial_attention = SpatialAttention(channels, num_heads)
+        self.temporal_attention = TemporalAttention(
+            channels, num_heads, emb_channels, use_rpe_net, max_frames
+        )
+
+    def forward(self, h: torch.Tensor, ctx: FrameContext) -> torch.Tensor:
+        return self.spatial_attention(self.temporal_attention(h, ctx))

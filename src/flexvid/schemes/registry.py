@@ -1,0 +1,45 @@
+"""The registry of sampling schemes by name; user schemes join it with `@register_scheme("name")`."""
+
+from __future__ import annotations
+
+from typing import Callable, TypeVar
+
+from flexvid.errors import SchemeError
+from flexvid.schemes.base import SamplingScheme
+
+SchemeClass = TypeVar("SchemeClass", bound=type[SamplingScheme])
+
+_SCHEMES: dict[str, type[SamplingScheme]] = {}
+
+
+def register_scheme(name: str) -> Callable[[SchemeClass], SchemeClass]:
+    """Class decorator: make a SamplingScheme subclass available under `name`."""
+    if not isinstance(name, str) or not name or name.endswith((".yaml", ".yml")):
+        raise SchemeError(f"A scheme name must be a non-empty string not ending in .yaml, got {name!r}.")
+
+    def register(cls: SchemeClass) -> SchemeClass:
+        if not (isinstance(cls, type) and issubclass(cls, SamplingScheme)):
+            raise SchemeError(f"register_scheme({name!r}) needs a SamplingScheme subclass, got {cls!r}.")
+        known = _SCHEMES.get(name)
+        if known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
+            raise SchemeError(f"A sampling scheme named '{name}' is already registered ({known.__qualname__}); pick another name.")
+        cls.name = name
+        _SCHEMES[name] = cls
+        return cls
+
+    return register
+
+
+def scheme_names() -> list[str]:
+    """The registered scheme names, in registration order."""
+    return list(_SCHEMES)
+
+
+def scheme_class(name: str) -> type[SamplingScheme]:
+    """The class registered under `name`, or a SchemeError listing the known names."""
+    if name not in _SCHEMES:
+        raise SchemeError(
+            f"Unknown sampling scheme '{name}': known schemes are {', '.join(_SCHEMES)} "
+            "(or give the path of a .yaml scheme file)."
+        )
+    return _SCHEMES[name]

@@ -1,0 +1,195 @@
+"""Where training metrics go: a JSONL file (always), TensorBoard, wandb (when asked), and the console.
+
+Only rank 0 logs. wandb honours `WANDB_MODE=offline`, so it works without an account; its run id
+is kept in the run directory so a resumed run continues the same wandb run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from flexvid.video_io import encode_gif
+
+METRICS_FILENAME = "metrics.jsonl"
+WANDB_ID_FILENAME = "wandb_id.txt"
+
+
+def _truncate_jsonl(path: Path, last_step: int) -> None:
+    """Drop lines logged after `last_step` (a resumed run redoes those steps)."""
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= last_step]
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".metrics.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        handle.write("".join(line + "\n" for line in kept))
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+class RunLogger:
+    """Scalars and videos of one run, written to every enabled sink; a no-op off rank 0."""
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        *,
+        enabled: bool = True,
+        tensorboard: bool = True,
+        wandb: bool = False,
+        wandb_project: str = "flexvid",
+        config: dict[str, Any] | None = None,
+        resume_step: int | None = None,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.enabled = enabled
+        self._tb = None
+        self._wandb = None
+        if not enabled:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.metrics_path = self.run_dir / METRICS_FILENAME
+        if resume_step is not None:
+            _truncate_jsonl(self.metrics_path, resume_step)
+        self._jsonl = open(self.metrics_path, "a")
+        if tensorboard:
+            self._tb = self._open_tensorboard(resume_step)
+        if wandb:
+            self._wandb = self._open_wandb(wandb_project, config or {})
+
+    def _open_tensorboard(self, resume_step: int | None) -> Any:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            warnings.warn("TensorBoard is not installed (pip install tensorboard); skipping its logs.")
+            return None
+        return SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=resume_step)
+
+    def _open_wandb(self, project: str, config: dict[str, Any]) -> Any:
+        import wandb
+
+        id_path = self.run_dir / WANDB_ID_FILENAME
+        run_id = id_path.read_text().strip() if id_path.is_file() else wandb.util.generate_id()
+        id_path.write_text(run_id + "\n")
+        wandb.init(project=project, id=run_id, resume="allow", dir=str(self.run_dir), config=config)
+        return wandb
+
+    def log_scalars(self, step: int, metrics: dict[str, float]) -> None:
+        """One JSONL line (`step` plus `metrics`) and a scalar per metric in TensorBoard and wandb."""
+        if not self.enabled:
+            return
+        clean = {k: float(v) for k, v in metrics.items()}
+        self._jsonl.write(json.dumps({"step": step, **clean}) + "\n")
+        self._jsonl.flush()
+        if self._tb is not None:
+            for key, value in clean.items():
+                self._tb.add_scalar(key, value, step)
+        if self._wandb is not None:
+            self._wandb.log(clean, step=step)
+
+    def log_video(self, step: int, tag: str, frames: np.ndarray, gif_path: Path, fps: float = 8.0) -> None:
+        """An animation (T, H, W, 3) uint8: an animated GIF image in TensorBoard, a video in wandb.
+
+        `gif_path` must already hold the same frames as a GIF file (wandb uploads that file).
+        """
+        if not self.enabled:
+            return
+        if self._tb is not None:
+            from tensorboard.compat.proto.summary_pb2 import Summary
+
+            image = Summary.Image(
+                height=frames.shape[1],
+                width=frames.shape[2],
+                colorspace=3,
+                encoded_image_string=encode_gif(frames, fps),
+            )
+            self._tb._get_file_writer().add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
+            self._tb.flush()
+        if self._wandb is not None:
+            self._wandb.log({tag: self._wandb.Video(str(gif_path), format="gif")}, step=step)
+
+    def close(self) -> None:
+        if not self.enabled:
+            return
+        self._jsonl.close()
+        if self._tb is not None:
+            self._tb.close()
+        if self._wandb is not None:
+            self._wandb.finish()
+
+
+def _format_duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+class Progress:
+    """A tqdm bar (steps/s, loss, ETA) on a terminal; plain periodic lines otherwise."""
+
+    def __init__(
+        self,
+        total_steps: int,
+        start_step: int,
+        *,
+        enabled: bool = True,
+        interval: int = 10,
+        stream: TextIO | None = None,
+    ) -> None:
+        self.total = total_steps
+        self.start = start_step
+        self.enabled = enabled
+        self.interval = max(1, interval)
+        self.stream = stream if stream is not None else sys.stderr
+        self._t0 = time.perf_counter()
+        self._bar = None
+        if enabled and hasattr(self.stream, "isatty") and self.stream.isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=total_steps, initial=start_step, unit="step", file=self.stream, dynamic_ncols=True
+            )
+
+    def update(self, step: int, loss: float) -> None:
+        """Report that `step` steps are done and the latest loss."""
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.update(step - self._bar.n)
+            self._bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+            return
+        if step % self.interval and step != self.total:
+            return
+        elapsed = time.perf_counter() - self._t0
+        rate = (step - self.start) / elapsed if elapsed > 0 else float("nan")
+        eta = (self.total - step) / rate if rate > 0 else float("inf")
+        print(
+            f"step {step}/{self.total}  loss {loss:.4f}  {rate:.2f} steps/s  ETA {_format_duration(eta)}",
+            file=self.stream,
+            flush=True,
+        )
+
+    def write(self, message: str) -> None:
+        """A message that does not break the progress bar."""
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.write(message, file=self.stream)
+        else:
+            print(message, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()

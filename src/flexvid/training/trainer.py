@@ -1,0 +1,424 @@
+"""The FDM training loop: AdamW + EMA on the diffusion loss of FDM training tasks, resumable exactly.
+
+Everything random in a step is a pure function of the seed and the step (timesteps) or of the
+example's global number (noise, and the data stream's videos and tasks), and the rest of the state
+(weights, EMA, optimizer, gradient scaler, loss-aware sampler history, global RNGs) is checkpointed;
+so a run stopped and resumed reproduces the uninterrupted run, and N processes under torchrun
+reproduce one process with the same global batch (up to float reduction order).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from flexvid.data.base import VideoDataset, build_dataset
+from flexvid.data.loader import make_train_loader, per_process_batch
+from flexvid.data.tasks import build_example
+from flexvid.diffusion import build_diffusion, respaced
+from flexvid.diffusion.samplers import ddim_sample
+from flexvid.diffusion.timestep_samplers import LossSecondMomentResampler, create_named_schedule_sampler
+from flexvid.errors import ConfigError, DatasetError, FlexvidError
+from flexvid.nn import UNetVideo
+from flexvid.training.checkpointing import (
+    capture_rng_state,
+    checkpoint_path,
+    list_checkpoints,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from flexvid.training.config import RunConfig, save_run_config
+from flexvid.training.distributed import DistInfo, all_reduce_sum, barrier
+from flexvid.training.ema import EMA
+from flexvid.training.logging import Progress, RunLogger
+from flexvid.training.signals import StopRequest
+from flexvid.training.video_log import log_sample_videos
+
+# Stream numbers mixed into seeds so each kind of randomness is independent of the others.
+_TIMESTEP_STREAM, _NOISE_STREAM, _SAMPLE_STREAM = 10, 11, 12
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class TrainingDivergedError(FlexvidError):
+    """The loss became NaN or infinite; training stopped without saving the broken weights."""
+
+
+@dataclass
+class TrainResult:
+    """How a call to `Trainer.train` ended."""
+
+    step: int
+    checkpoint: Path | None  # the newest checkpoint written
+    stopped_by: str | None = None  # signal name when SIGTERM/SIGINT ended the run early
+
+
+def _seed_from(*entropy: int) -> int:
+    """A 63-bit seed from a tuple of non-negative integers."""
+    words = np.random.SeedSequence(list(entropy)).generate_state(2, dtype=np.uint32)
+    return (int(words[0]) << 31) ^ int(words[1])
+
+
+class Trainer:
+    """Trains one run: builds data, network, diffusion and optimiser from a RunConfig, then `train()`."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        run_dir: str | Path,
+        dist_info: DistInfo | None = None,
+        *,
+        resume_from: str | Path | None = None,
+        out: TextIO | None = None,
+    ) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.dist = dist_info or DistInfo(0, 1, 0, torch.device("cpu"))
+        self.device = self.dist.device
+        self.out = out if out is not None else sys.stderr
+        train, data = config.train, config.data
+        self.local_batch = per_process_batch(train.batch_size, self.dist.world_size)
+        if resume_from is None and list_checkpoints(self.run_dir):
+            raise ConfigError(
+                f"{self.run_dir} already holds checkpoints; continue it with --resume {self.run_dir} "
+                "or choose another --run_dir."
+            )
+
+        torch.manual_seed(_seed_from(train.seed, self.dist.rank))
+        np.random.seed(_seed_from(train.seed, self.dist.rank) % 2**32)
+        self.dataset = self._build_dataset("train")
+        config.model.in_channels = self.dataset.channels
+
+        self.model = UNetVideo(config.model).to(self.device)
+        self.diffusion = build_diffusion(config.diffusion)
+        self.schedule_sampler = create_named_schedule_sampler(train.schedule_sampler, self.diffusion)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=train.precision == "fp16")
+        self.ema = EMA(self.model, train.ema_rate)
+        self.step = 0
+        self.last_checkpoint: Path | None = None
+        if resume_from is not None:
+            self._restore(Path(resume_from))
+        self.ddp_model: torch.nn.Module = self.model
+        if self.dist.distributed:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp_model = DistributedDataParallel(self.model, device_ids=device_ids)
+        self.loader = make_train_loader(
+            self.dataset,
+            global_batch_size=train.batch_size,
+            max_frames=data.max_frames,
+            distribution=train.task_distribution,
+            seed=train.seed,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+            start_step=self.step,
+            num_workers=data.num_workers,
+            pad_with_random_frames=train.pad_with_random_frames,
+            pin_memory=self.device.type == "cuda",
+        )
+        self._validation: dict[str, torch.Tensor] | None = None
+        self._ema_model: torch.nn.Module | None = None
+        if self.dist.is_main:
+            save_run_config(config, self.run_dir)
+
+    # ----------------------------------------------------------------------------- setup
+
+    def _build_dataset(self, split: str) -> VideoDataset:
+        data, model = self.config.data, self.config.model
+        dataset = build_dataset(data.dataset, split, T=data.T, image_size=model.image_size, data_dir=data.data_dir)
+        if len(dataset) < 1:
+            raise DatasetError(f"The {split} split of dataset {data.dataset!r} holds no videos; check --data_dir.")
+        if dataset.T < data.max_frames:
+            raise DatasetError(
+                f"Videos of dataset {data.dataset!r} have {dataset.T} frames, fewer than max_frames="
+                f"{data.max_frames}; lower --max_frames or use longer videos."
+            )
+        return dataset
+
+    def _restore(self, checkpoint: Path) -> None:
+        """Load weights, EMA, optimizer, scaler, sampler history and RNG states from `checkpoint`."""
+        loaded = load_checkpoint(checkpoint, self.config.train.ema_rate, device=self.device)
+        self.model.load_state_dict(loaded["model"])
+        for rate, state in loaded["ema"].items():
+            self.ema.load_state_dict(rate, state)
+        state = loaded["training_state"]
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        if isinstance(self.schedule_sampler, LossSecondMomentResampler) and "schedule_sampler" in state:
+            self.schedule_sampler.loss_history[:] = state["schedule_sampler"]["loss_history"].numpy()
+            self.schedule_sampler.loss_counts[:] = state["schedule_sampler"]["loss_counts"].numpy()
+        restore_rng_state(state["rng"])
+        self.step = int(state["step"])
+        self.last_checkpoint = checkpoint
+
+    # ----------------------------------------------------------------------------- one step
+
+    def _timesteps(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This process's rows of the global batch's diffusion steps and importance weights."""
+        generator = torch.Generator().manual_seed(_seed_from(self.config.train.seed, _TIMESTEP_STREAM, step))
+        t, weights = self.schedule_sampler.sample(self.config.train.batch_size, "cpu", generator=generator)
+        rows = slice(self.dist.rank * self.local_batch, (self.dist.rank + 1) * self.local_batch)
+        return t[rows].to(self.device), weights[rows].to(self.device)
+
+    def _noise(self, example_ids: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """Per-example Gaussian noise seeded by the example's global number."""
+        rows = []
+        for example in example_ids.tolist():
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(_seed_from(self.config.train.seed, _NOISE_STREAM, example))
+            rows.append(torch.randn(like.shape[1:], generator=generator, device=self.device, dtype=like.dtype))
+        return torch.stack(rows)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        precision = self.config.train.precision
+        if precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=_AUTOCAST_DTYPES[precision])
+
+    def _lr(self, step: int) -> float:
+        train = self.config.train
+        if not train.lr_anneal_steps:
+            return train.lr
+        return train.lr * max(0.0, 1.0 - step / train.lr_anneal_steps)
+
+    def _train_step(self, batch: dict[str, torch.Tensor], stats: torch.Tensor) -> float:
+        """Forward/backward over micro-batches, then one optimiser and EMA step; returns the grad norm.
+
+        Raises TrainingDivergedError (before touching the weights) when the loss is not finite.
+        """
+        train = self.config.train
+        self.model.train()
+        x0 = batch["x0"].to(self.device, non_blocking=True)
+        kwargs = {k: batch[k].to(self.device, non_blocking=True) for k in ("frame_indices", "obs_mask", "latent_mask")}
+        t, weights = self._timesteps(self.step)
+        noise = self._noise(batch["example_id"], x0)
+        micro = train.microbatch or self.local_batch
+        self.optimizer.zero_grad(set_to_none=True)
+        per_example: dict[str, list[torch.Tensor]] = {"loss": [], "mse": []}
+        for start in range(0, self.local_batch, micro):
+            rows = slice(start, start + micro)
+            is_last = start + micro >= self.local_batch
+            sync = contextlib.nullcontext() if is_last or not self.dist.distributed else self.ddp_model.no_sync()
+            with sync:
+                with self._autocast():
+                    losses = self.diffusion.training_losses(
+                        self.ddp_model,
+                        x0[rows],
+                        t[rows],
+                        {**{k: v[rows] for k, v in kwargs.items()}, "x0": x0[rows]},
+                        noise=noise[rows],
+                    )
+                loss = (losses["loss"].float() * weights[rows]).sum() / self.local_batch
+                self.scaler.scale(loss).backward()
+            per_example["loss"].append(losses["loss"].detach().float())
+            per_example["mse"].append(losses["mse"].detach().float())
+        loss_values = torch.cat(per_example["loss"])
+        self.schedule_sampler.update_with_local_losses(t, loss_values)
+        step_stats = self._step_stats(t, loss_values * weights, torch.cat(per_example["mse"]) * weights)
+        total = all_reduce_sum(step_stats.to(self.device), self.dist).cpu()
+        if not math.isfinite(float(total[0])):
+            raise TrainingDivergedError(self._diverged_message())
+        stats += total
+        self.scaler.unscale_(self.optimizer)
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        if train.grad_clip > 0:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, train.grad_clip))
+        else:
+            grad_norm = float(torch.nn.utils.get_total_norm([p.grad for p in params]))
+        for group in self.optimizer.param_groups:
+            group["lr"] = self._lr(self.step)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.ema.update(self.model)
+        return grad_norm
+
+    def _step_stats(self, t: torch.Tensor, loss: torch.Tensor, mse: torch.Tensor) -> torch.Tensor:
+        """[loss sum, mse sum, count, loss sum per timestep quartile (4), count per quartile (4)]."""
+        quartile = (t.cpu() * 4 // self.diffusion.num_timesteps).clamp(max=3)
+        loss, mse = loss.double().cpu(), mse.double().cpu()
+        q_loss = torch.zeros(4, dtype=torch.float64).index_add_(0, quartile, loss)
+        q_count = torch.zeros(4, dtype=torch.float64).index_add_(0, quartile, torch.ones_like(loss))
+        head = torch.tensor([loss.sum(), mse.sum(), float(len(loss))], dtype=torch.float64)
+        return torch.cat([head, q_loss, q_count])
+
+    def _diverged_message(self) -> str:
+        where = (
+            f"the last good checkpoint is {self.last_checkpoint}"
+            if self.last_checkpoint is not None
+            else "no checkpoint had been saved yet"
+        )
+        return (
+            f"The loss became NaN or infinite at step {self.step}; training stopped without saving and {where} "
+            "(lower --lr, set --grad_clip, or use --precision fp32, then --resume)."
+        )
+
+    # ----------------------------------------------------------------------------- bookkeeping
+
+    def save(self) -> Path:
+        """Write a checkpoint of the current step (rank 0 writes, every process waits)."""
+        path = None
+        if self.dist.is_main:
+            training_state: dict[str, Any] = {
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "rng": capture_rng_state(),
+                "data": {"next_step": self.step, "seed": self.config.train.seed},
+                "world_size": self.dist.world_size,
+            }
+            if isinstance(self.schedule_sampler, LossSecondMomentResampler):
+                training_state["schedule_sampler"] = {
+                    "loss_history": torch.from_numpy(self.schedule_sampler.loss_history.copy()),
+                    "loss_counts": torch.from_numpy(self.schedule_sampler.loss_counts.copy()),
+                }
+            path = save_checkpoint(
+                self.run_dir,
+                self.step,
+                model_state=self.model.state_dict(),
+                ema_states={rate: self.ema.state_dict(rate, self.model) for rate in self.ema.rates},
+                training_state=training_state,
+                config=self.config,
+                keep=self.config.train.keep_checkpoints,
+            )
+        barrier(self.dist)
+        self.last_checkpoint = path or checkpoint_path(self.run_dir, self.step)
+        return self.last_checkpoint
+
+    def _validation_batch(self) -> dict[str, torch.Tensor]:
+        """A fixed batch: the first videos of the test split, first K/2 frames observed, next K/2 generated."""
+        if self._validation is None:
+            try:
+                dataset = self._build_dataset("test")
+            except DatasetError:
+                dataset = self.dataset
+            K = self.config.data.max_frames
+            task = (np.arange(K // 2), np.arange(K // 2, K))
+            examples = [
+                build_example(dataset[i][0], task, K, np.random.default_rng(i))
+                for i in range(min(self.config.train.num_sample_videos, len(dataset)))
+            ]
+            self._validation = {
+                "x0": torch.stack([e["frames"] for e in examples]),
+                "frame_indices": torch.stack([e["frame_indices"] for e in examples]),
+                "obs_mask": torch.stack([e["obs_mask"] for e in examples]),
+                "latent_mask": torch.stack([e["latent_mask"] for e in examples]),
+            }
+        return self._validation
+
+    @torch.no_grad()
+    def sample_videos(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Complete the validation batch with the first EMA rate's weights; returns (truth, samples, obs_mask)."""
+        batch = {k: v.to(self.device) for k, v in self._validation_batch().items()}
+        if self._ema_model is None:
+            self._ema_model = copy.deepcopy(self.model)
+        rate = self.ema.rates[0]
+        self._ema_model.load_state_dict(self.ema.state_dict(rate, self.model))
+        self._ema_model.eval()
+        diffusion = respaced(self.config.diffusion, self.config.train.sample_steps, "ddim")
+        generators = [
+            torch.Generator(device=self.device).manual_seed(_seed_from(self.config.train.seed, _SAMPLE_STREAM, i))
+            for i in range(batch["x0"].shape[0])
+        ]
+        kwargs = {k: batch[k] for k in ("frame_indices", "obs_mask", "latent_mask")}
+        with self._autocast():
+            samples = ddim_sample(self._ema_model, diffusion, batch["x0"], kwargs, generator=generators)
+        return batch["x0"], samples.float(), batch["obs_mask"]
+
+    # ----------------------------------------------------------------------------- the loop
+
+    def train(self) -> TrainResult:
+        """Train until `max_steps`, a NaN loss (TrainingDivergedError) or SIGTERM/SIGINT (save, then stop)."""
+        train = self.config.train
+        resumed = self.last_checkpoint is not None
+        logger = RunLogger(
+            self.run_dir,
+            enabled=self.dist.is_main,
+            tensorboard=train.tensorboard,
+            wandb=train.wandb,
+            wandb_project=train.wandb_project,
+            config=self.config.to_dict(),
+            resume_step=self.step if resumed else None,
+        )
+        progress = Progress(train.max_steps, self.step, enabled=self.dist.is_main, interval=train.log_interval, stream=self.out)
+        if resumed:
+            progress.write(f"resumed from {self.last_checkpoint} at step {self.step}")
+        stats = torch.zeros(11, dtype=torch.float64)
+        grad_norm_sum, data_wait, window_start, window_steps = 0.0, 0.0, time.perf_counter(), 0
+        saved_step = self.step if resumed else -1
+        stopped_by = None
+        batches = iter(self.loader)
+        try:
+            with StopRequest() as stop:
+                while self.step < train.max_steps:
+                    wait_start = time.perf_counter()
+                    batch = next(batches)
+                    data_wait += time.perf_counter() - wait_start
+                    grad_norm_sum += self._train_step(batch, stats)
+                    self.step += 1
+                    window_steps += 1
+                    if self.step % train.log_interval == 0 or self.step == train.max_steps:
+                        elapsed = time.perf_counter() - window_start
+                        metrics = self._metrics(stats, grad_norm_sum / window_steps, window_steps, elapsed, data_wait)
+                        logger.log_scalars(self.step, metrics)
+                        progress.update(self.step, metrics["loss"])
+                        stats.zero_()
+                        grad_norm_sum, data_wait, window_start, window_steps = 0.0, 0.0, time.perf_counter(), 0
+                    if self.step % train.save_interval == 0 or self.step == train.max_steps:
+                        self.save()
+                        saved_step = self.step
+                    if train.sample_interval and self.dist.is_main and (
+                        self.step % train.sample_interval == 0 or self.step == train.max_steps
+                    ):
+                        truth, samples, obs_mask = self.sample_videos()
+                        log_sample_videos(logger, self.run_dir, self.step, truth, samples, obs_mask)
+                    if self._stop_everywhere(stop.requested):
+                        stopped_by = stop.signal_name() or "a signal on another process"
+                        if saved_step != self.step:
+                            self.save()
+                            saved_step = self.step
+                        progress.write(
+                            f"stopped by {stopped_by} at step {self.step}; checkpoint saved to "
+                            f"{self.last_checkpoint}; continue with: flexvid train --resume {self.run_dir}"
+                        )
+                        break
+        finally:
+            progress.close()
+            logger.close()
+        return TrainResult(self.step, self.last_checkpoint, stopped_by)
+
+    def _stop_everywhere(self, local: bool) -> bool:
+        """Whether any process received SIGTERM/SIGINT (all processes must stop at the same step)."""
+        if not self.dist.distributed:
+            return local
+        flag = torch.tensor([1.0 if local else 0.0], device=self.device)
+        return bool(all_reduce_sum(flag, self.dist).item() > 0)
+
+    def _metrics(
+        self, stats: torch.Tensor, grad_norm: float, steps: int, elapsed: float, data_wait: float
+    ) -> dict[str, float]:
+        count = max(float(stats[2]), 1.0)
+        metrics = {
+            "loss": float(stats[0]) / count,
+            "mse": float(stats[1]) / count,
+            "grad_norm": grad_norm,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "steps_per_sec": steps / elapsed,
+            "videos_per_sec": steps * self.config.train.batch_size / elapsed,
+            "frames_per_sec": steps * self.config.train.batch_size * self.config.data.max_frames / elapsed,
+            "data_wait_frac": data_wait / elapsed,
+        }
+        for q in range(4):
+            if stats[7 + q] > 0:
+                metrics[f"loss_q{q}"] = float(stats[3 + q] / stats[7 + q])
+        if self.scaler.is_enabled():
+            metrics["grad_scale"] = float(self.scaler.get_scale())
+        return metrics

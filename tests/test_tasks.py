@@ -1,0 +1,223 @@
+"""FDM training tasks (against the reference sampler's statistics) and the sharded, resumable training loader."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from flexvid.data.base import build_dataset
+from flexvid.data.loader import (
+    StepBatchSampler,
+    TrainingExamples,
+    _seeded_global_rngs,
+    collate_examples,
+    make_train_loader,
+)
+from flexvid.data.tasks import build_example, draw_group, sample_task
+from flexvid.errors import ConfigError, DatasetError
+
+NUM_DRAWS = 20_000
+
+
+def task_statistics(T: int, K: int, draws: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Per-draw observed count, latent count and span of our `fdm` sampler."""
+    rng = np.random.default_rng(seed)
+    observed, latent, span = np.zeros(draws), np.zeros(draws), np.zeros(draws)
+    for i in range(draws):
+        obs, lat = sample_task(T, K, "fdm", rng)
+        frames = np.concatenate([obs, lat])
+        observed[i], latent[i], span[i] = len(obs), len(lat), frames.max() - frames.min()
+    return {"observed": observed, "latent": latent, "span": span}
+
+
+def test_fdm_tasks_match_reference_statistics(reference_dir):
+    rows = [json.loads(line) for line in (reference_dir / "training_task_stats.jsonl").read_text().splitlines() if line]
+    assert rows
+    for ref in rows:
+        T, K = ref["T"], ref["K"]
+        draws = task_statistics(T, K, NUM_DRAWS)
+        total = draws["observed"] + draws["latent"]
+        per_draw = {
+            "mean_obs": draws["observed"],
+            "mean_latent": draws["latent"],
+            "frac_zero_obs": (draws["observed"] == 0).astype(float),
+            "mean_total": total,
+            "frac_total_eq_K": (total == K).astype(float),
+            "mean_span": draws["span"],
+        }
+        for key, values in per_draw.items():
+            ours = values.mean()
+            # Both figures are Monte Carlo estimates: allow 4 standard errors of their difference,
+            # and never more than a few percent.
+            tolerance = 4 * values.std() * np.sqrt(1 / NUM_DRAWS + 1 / ref["N"])
+            assert abs(ours - ref[key]) <= tolerance, (T, K, key, ours, ref[key])
+            assert abs(ours - ref[key]) <= 0.06 * ref[key], (T, K, key, ours, ref[key])
+        assert abs(np.median(draws["span"]) - ref["median_span"]) <= 0.05 * ref["median_span"]
+        assert total.max() == ref["max_total"] == K
+
+
+@pytest.mark.parametrize("distribution", ["fdm", "uniform", "autoregressive"])
+def test_tasks_are_valid(distribution):
+    rng = np.random.default_rng(1)
+    T, K = 40, 10
+    for _ in range(300):
+        observed, latent = sample_task(T, K, distribution, rng)
+        frames = np.concatenate([observed, latent])
+        assert len(latent) >= 1 and len(frames) <= K
+        assert len(set(frames.tolist())) == len(frames)
+        assert frames.min() >= 0 and frames.max() < T
+        assert np.all(np.diff(observed) > 0) and np.all(np.diff(latent) > 0)
+
+
+def test_fdm_groups_are_evenly_spaced_and_cover_all_scales():
+    rng = np.random.default_rng(2)
+    spacings = []
+    for _ in range(2000):
+        group = draw_group(300, 20, rng)
+        if len(group) > 2:
+            gaps = np.diff(group)
+            assert gaps.max() - gaps.min() <= 1  # floor(start + i * spacing)
+            spacings.append(gaps.mean())
+    spacings = np.array(spacings)
+    assert spacings.min() < 2 and spacings.max() > 50  # log-uniform: dense and sparse groups
+
+
+def test_fdm_short_video_where_k_equals_t_terminates():
+    rng = np.random.default_rng(3)
+    for _ in range(500):
+        observed, latent = sample_task(8, 8, "fdm", rng)
+        assert len(observed) + len(latent) <= 8
+
+
+def test_uniform_and_autoregressive_tasks():
+    rng = np.random.default_rng(4)
+    counts = []
+    for _ in range(2000):
+        observed, latent = sample_task(50, 10, "uniform", rng)
+        assert len(observed) + len(latent) == 10
+        counts.append(len(observed))
+    assert set(counts) == set(range(10)) and abs(np.mean(counts) - 4.5) < 0.3
+
+    starts = set()
+    for _ in range(200):
+        observed, latent = sample_task(30, 10, "autoregressive", rng)
+        assert np.array_equal(np.concatenate([observed, latent]), np.arange(observed[0], observed[0] + 10))
+        assert len(observed) == 5 and len(latent) == 5
+        starts.add(int(observed[0]))
+    assert min(starts) == 0 and max(starts) == 20
+
+
+def test_example_padding_comes_from_the_other_video_and_is_masked():
+    T, K = 30, 12
+    video = torch.arange(T, dtype=torch.float32).view(T, 1, 1, 1).expand(T, 1, 2, 2)
+    pad_video = -1 - video
+    task = (np.array([3, 20]), np.array([4, 5, 6]))
+    example = build_example(video, task, K, np.random.default_rng(0), pad_video=pad_video)
+    assert example["frames"].shape == (K, 1, 2, 2)
+    assert example["frame_indices"].dtype == torch.int64
+    assert example["frame_indices"][:5].tolist() == [3, 4, 5, 6, 20]
+    assert example["obs_mask"].view(-1).tolist() == [1, 0, 0, 0, 1] + [0] * 7
+    assert example["latent_mask"].view(-1).tolist() == [0, 1, 1, 1, 0] + [0] * 7
+    values = example["frames"][:, 0, 0, 0]
+    assert torch.equal(values[:5], example["frame_indices"][:5].float())
+    assert torch.equal(values[5:], -1 - example["frame_indices"][5:].float())  # padding: the other video
+    assert (example["frame_indices"] < T).all() and (example["frame_indices"] >= 0).all()
+    same_video = build_example(video, task, K, np.random.default_rng(0))  # no second video: pad from itself
+    assert torch.equal(same_video["frames"][:, 0, 0, 0], same_video["frame_indices"].float())
+    assert same_video["obs_mask"][5:].sum() == same_video["latent_mask"][5:].sum() == 0
+
+
+def test_task_errors():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ConfigError, match="larger than the video length"):
+        sample_task(10, 20, "fdm", rng)
+    with pytest.raises(ConfigError, match="Unknown task distribution"):
+        sample_task(10, 5, "random", rng)
+    with pytest.raises(DatasetError, match="fewer than max_frames"):
+        build_example(torch.zeros(6, 1, 2, 2), (np.array([0]), np.array([1])), 8, rng)
+
+
+@pytest.fixture(scope="module")
+def train_set():
+    return build_dataset("moving_mnist", "train", T=24, image_size=16, seed=0)
+
+
+def batches(loader, count):
+    iterator = iter(loader)
+    return [next(iterator) for _ in range(count)]
+
+
+def test_loader_batches(train_set):
+    (batch,) = batches(make_train_loader(train_set, global_batch_size=3, max_frames=8), 1)
+    assert batch["x0"].shape == (3, 8, 1, 16, 16)
+    assert batch["frame_indices"].shape == (3, 8) and batch["frame_indices"].dtype == torch.int64
+    assert batch["obs_mask"].shape == batch["latent_mask"].shape == (3, 8, 1, 1, 1)
+    assert batch["example_id"].tolist() == [0, 1, 2]
+    assert ((batch["obs_mask"] + batch["latent_mask"]) <= 1).all()
+    assert (batch["latent_mask"].sum((1, 2, 3, 4)) >= 1).all()
+    assert batch["x0"].min() >= -1 and batch["x0"].max() <= 1
+
+
+def test_loader_shards_and_resumes_exactly(train_set):
+    kwargs = dict(max_frames=8, seed=5)
+    single = batches(make_train_loader(train_set, global_batch_size=4, **kwargs), 3)
+    ranks = [batches(make_train_loader(train_set, global_batch_size=4, rank=r, world_size=2, **kwargs), 3) for r in (0, 1)]
+    for step in range(3):
+        for key in single[step]:
+            assert torch.equal(single[step][key], torch.cat([ranks[0][step][key], ranks[1][step][key]]))
+    resumed = batches(make_train_loader(train_set, global_batch_size=4, start_step=2, **kwargs), 1)[0]
+    for key in resumed:
+        assert torch.equal(resumed[key], single[2][key])
+    other_seed = batches(make_train_loader(train_set, global_batch_size=4, max_frames=8, seed=6), 1)[0]
+    assert not torch.equal(other_seed["x0"], single[0]["x0"])
+
+
+def test_loader_workers_give_the_same_stream(train_set):
+    kwargs = dict(global_batch_size=2, max_frames=8, seed=1)
+    in_process = batches(make_train_loader(train_set, **kwargs), 2)
+    with_worker = batches(make_train_loader(train_set, num_workers=1, **kwargs), 2)
+    for a, b in zip(in_process, with_worker):
+        assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_finite_dataset_epochs_visit_every_video_once(tmp_path):
+    np.save(tmp_path / "seq.npy", np.random.default_rng(0).integers(0, 256, (20, 5, 64, 64), dtype=np.uint8))
+    finite = build_dataset("moving_mnist", "test", T=20, image_size=16, sequence_path=tmp_path / "seq.npy")
+    examples = TrainingExamples(finite, 6, seed=3)
+    epoch0 = [examples.video_index(g) for g in range(5)]
+    epoch1 = [examples.video_index(g) for g in range(5, 10)]
+    assert sorted(epoch0) == sorted(epoch1) == list(range(5)) and epoch0 != epoch1
+    rng = np.random.default_rng(0)
+    assert all(examples.pad_video_index(g, rng) != examples.video_index(g) for g in range(20))
+    batch = collate_examples([examples[g] for g in range(4)])
+    assert batch["x0"].shape == (4, 6, 1, 16, 16)
+
+
+def test_loader_errors(train_set, tmp_path):
+    with pytest.raises(ConfigError, match="not divisible"):
+        make_train_loader(train_set, global_batch_size=3, max_frames=8, world_size=2)
+    with pytest.raises(ConfigError, match="larger than the video length"):
+        make_train_loader(train_set, global_batch_size=2, max_frames=30)
+    with pytest.raises(ConfigError, match="Unknown task distribution"):
+        make_train_loader(train_set, global_batch_size=2, max_frames=8, distribution="fancy")
+    with pytest.raises(ConfigError, match="rank 2"):
+        StepBatchSampler(4, rank=2, world_size=2)
+    # A dataset whose videos are shorter than max_frames (T below K) is refused before training.
+    np.save(tmp_path / "seq.npy", np.zeros((6, 2, 64, 64), dtype=np.uint8))
+    short = build_dataset("moving_mnist", "test", T=6, sequence_path=tmp_path / "seq.npy")
+    with pytest.raises(ConfigError, match="max_frames \\(K=8\\) is larger than the video length T=6"):
+        TrainingExamples(short, 8)
+
+
+def test_global_rngs_are_seeded_per_example_and_restored():
+    torch.manual_seed(0)
+    expected_next = torch.rand(1)
+    torch.manual_seed(0)
+    with _seeded_global_rngs([1, 2]):
+        first = (torch.rand(1), np.random.rand())
+    with _seeded_global_rngs([1, 2]):
+        assert (torch.rand(1), np.random.rand()) == first
+    assert torch.equal(torch.rand(1), expected_next)
