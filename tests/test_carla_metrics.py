@@ -18,7 +18,6 @@ from flexvid.eval.carla_metrics import (
     wasserstein_1d,
 )
 from flexvid.eval.carla_position import (
-    CarlaPositionModel,
     build_classifier,
     build_regressor,
     coords_to_cell,
@@ -154,7 +153,7 @@ def test_missing_regressor_weights_say_where_to_get_them(tmp_path, monkeypatch):
     with pytest.raises(WeightsError, match=r"regressor weights not found.*wsgh/fdm/carla-regressor-ckpts/regressor_checkpoint\.pth"):
         load_position_model(classifier, tmp_path / "nowhere" / "regressor_checkpoint.pth")
     monkeypatch.setenv("FLEXVID_WEIGHTS_DIR", str(tmp_path / "weights"))
-    with pytest.raises(WeightsError, match=r"classifier weights not found at .*weights/carla/classifier_checkpoint\.pth"):
+    with pytest.raises(WeightsError, match=r"classifier weights not found at .*weights/classifier_checkpoint\.pth"):
         load_position_model()
 
 
@@ -216,23 +215,22 @@ def _carla_dir(folder: Path, num_videos: int = 3, T: int = 6, size: int = 32, te
         coords = np.stack([start + [0.5 * t, 0.0] for t in range(T)])
         np.save(folder / f"coords_{i}.npy", np.concatenate([coords, np.zeros((T, 1))], axis=1))
     train = [i for i in range(num_videos) if i not in test]
-    (folder / "video_train.csv").write_text("".join(f"data/video_{i}.pt\n" for i in train))
-    (folder / "video_test.csv").write_text("".join(f"data/video_{i}.pt\n" for i in test))
+    for split, numbers in (("train", train), ("test", test)):
+        rows = "".join(f"{n},datasets/carla/no-traffic/video_{n}.pt\n" for n in numbers)
+        (folder / f"video_{split}.csv").write_text("index,path\n" + rows)
     return folder
 
 
-@pytest.mark.parametrize("kind", ["classifier", "regressor"])
-def test_one_epoch_of_training_saves_loadable_weights(tmp_path, kind):
+def test_one_epoch_of_classifier_training_saves_loadable_weights(tmp_path):
     data = _carla_dir(tmp_path / "carla")
-    out = tmp_path / "out" / f"{kind}.pth"
-    config = TrainConfig(kind=kind, epochs=1, num_workers=0, **TINY)
-    assert config.use_augmentation == (kind == "classifier")
+    out = tmp_path / "out" / "classifier.pth"
+    config = TrainConfig(kind="classifier", epochs=1, num_workers=0, **TINY)
+    assert config.use_augmentation and not TrainConfig(kind="regressor").use_augmentation
     history = train_position_network(data, out, config, log=lambda _: None)
     assert len(history) == 1 and np.isfinite(history[0]["train_loss"]) and np.isfinite(history[0]["test_loss"])
     summary = json.loads(out.with_suffix(".json").read_text())
-    assert summary["config"]["kind"] == kind and summary["best_test_loss"] == history[0]["test_loss"]
-    network = load_classifier(out) if kind == "classifier" else load_regressor(out)
-    assert network.state_dict()["conv1.weight" if kind == "classifier" else "resnet.conv1.weight"].shape[0] == 4
+    assert summary["config"]["kind"] == "classifier" and summary["best_test_loss"] == history[0]["test_loss"]
+    assert load_classifier(out).spec.base_width == 4
 
 
 def test_frames_dataset_items_and_coords_mismatch(tmp_path):
@@ -313,6 +311,8 @@ def test_eval_dir_metrics_file_uses_the_settings_data_dir(tmp_path):
     assert evaluate_eval_dir(eval_dir)["WD"] == pytest.approx(0.0)
     with pytest.raises(DatasetError, match="No coords_"):
         evaluate_eval_dir(tmp_path / "empty", data)
+    with pytest.raises(DatasetError, match="no settings.json naming the dataset's data_dir"):
+        evaluate_eval_dir(tmp_path / "empty")
 
 
 # ---------------------------------------------------------------- commands
@@ -337,18 +337,34 @@ def test_coords_and_metrics_commands(tmp_path, capsys):
     coords = np.load(eval_dir / "coords" / "coords_0001-0.npy")
     assert coords.shape == (12, 2) and coords_to_cell(coords).tolist() == [55] * 12
     assert _cli("carla-coords", str(data), *weights, "--split", "test") == 0
-    assert sorted(p.name for p in (data / "predicted_coords").iterdir()) == ["coords_2.npy"]
+    assert sorted(p.name for p in (data / "predicted_coords").iterdir()) == ["coords_2.npy", "position_model.json"]
     assert _cli("carla-metrics", str(eval_dir)) == 0
     metrics = json.loads((eval_dir / "carla_metrics.json").read_text())
     assert metrics["OP"] == 0.0 and metrics["WD"] == pytest.approx(0.0)  # constant positions on both sides
+    provenance = metrics["protocol"]["sample_position_model"]
+    assert provenance["regressor"]["file"] == "regressor_checkpoint.pth" and len(provenance["regressor"]["sha256"]) == 64
     np.save(eval_dir / "samples" / "sample_0002-0.npy", np.zeros((12, 32, 32, 3), dtype=np.uint8))
     assert _cli("carla-coords", str(eval_dir), *weights) == 2
     assert "samples must be uint8 RGB videos of shape (T, 3, H, W)" in capsys.readouterr().err
 
 
-def test_training_command(tmp_path):
+def test_regressor_training_command(tmp_path):
     data = _carla_dir(tmp_path / "carla")
     out = tmp_path / "reg.pth"
     code = _cli("carla-regressor", "train", str(data), "--kind", "regressor", "--arch", "resnet18",
                 "--base-width", "4", "--epochs", "1", "--num-workers", "0", "--out", str(out))
-    assert code == 0 and isinstance(load_regressor(out), torch.nn.Module)
+    assert code == 0
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["config"]["kind"] == "regressor" and np.isfinite(summary["best_test_loss"])
+    assert len(load_regressor(out).regressors) == 100
+
+
+@pytest.mark.slow
+def test_full_size_resnet152_pair_loads_and_predicts(tmp_path):
+    paths = tmp_path / "classifier_checkpoint.pth", tmp_path / "regressor_checkpoint.pth"
+    torch.save(build_classifier().state_dict(), paths[0])
+    torch.save(build_regressor().state_dict(), paths[1])
+    model = load_position_model(*paths)
+    assert model.classifier.spec.layers == (3, 8, 36, 3) and model.regressor.resnet.spec.base_width == 64
+    coords = model.predict_video(torch.randint(0, 256, (2, 3, 128, 128), dtype=torch.uint8))
+    assert coords.shape == (2, 2) and np.isfinite(coords).all()

@@ -101,6 +101,23 @@ def test_training_losses_match_reference(reference_io):
     assert rel_err(model.calls[0]["x"], reference_io["x_t"]) < 1e-6
 
 
+def test_real_network_reproduces_reference_diffusion_outputs(reference_dir, reference_io):
+    from flexvid.checkpoint import load_pretrained
+
+    pretrained = load_pretrained(reference_dir / "reference_small.pt")
+    kwargs = reference_kwargs(reference_io)
+    with torch.no_grad():
+        out = pretrained.diffusion.p_mean_variance(pretrained.model, reference_io["x_t"], reference_io["t"], kwargs)
+        losses = pretrained.diffusion.training_losses(
+            pretrained.model, reference_io["x_start"], reference_io["t"], kwargs, noise=reference_io["noise"]
+        )
+    for ours, theirs in [("mean", "p_mean"), ("variance", "p_variance"),
+                         ("log_variance", "p_log_variance"), ("pred_xstart", "pred_xstart")]:
+        assert rel_err(out[ours], reference_io[theirs]) < 1e-5, ours
+    for key in ("mse", "eval-mse", "loss"):
+        assert rel_err(losses[key], reference_io[f"loss_{key}"]) < 1e-5, key
+
+
 # ---------------------------------------------------------------- schedules and respacing
 def test_linear_schedule_closed_form():
     for steps in (1000, 250):
@@ -270,6 +287,22 @@ def test_learned_variance_training_loss_has_finite_vb_that_trains_only_the_varia
     assert torch.all(output.grad[:, :, :C] == 0)  # mean channels are frozen in the vb term
     assert output.grad[:, 1:, C:].abs().sum() > 0  # variance channels of unobserved frames get gradient
     assert torch.all(output.grad[:, 0, C:] == 0)  # observed frames are outside the loss
+
+
+def test_learned_variance_with_the_real_network_trains():
+    from flexvid.config import ModelConfig
+    from flexvid.nn import UNetVideo
+
+    model = UNetVideo(ModelConfig(image_size=8, num_channels=32, num_res_blocks=1, channel_mult=(1, 2), num_heads=2,
+                                  attention_resolutions=(4,), learn_sigma=True, max_frames=3))
+    diffusion = build_diffusion(DiffusionConfig(diffusion_steps=30, learn_sigma=True))
+    x_start, kwargs, _ = small_batch(B=2, K=3, C=3, H=8, W=8)
+    losses = diffusion.training_losses(model, x_start, torch.tensor([0, 20]), kwargs)
+    assert set(losses) == {"loss", "mse", "eval-mse", "vb"}
+    assert all(torch.isfinite(v).all() for v in losses.values())
+    losses["loss"].mean().backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
 
 
 def test_kl_loss_is_rescaled_variational_bound():

@@ -9,24 +9,25 @@ import pytest
 import torch
 
 from flexvid.config import DiffusionConfig, ModelConfig
-from flexvid.diffusion import samplers
+from flexvid.diffusion import respaced, samplers
 from flexvid.errors import SchemeError
 from flexvid.nn import UNetVideo
-from flexvid.sampling.engine import Stage, group_stages, run_stages
+from flexvid.sampling.engine import network_calls, run_stages, stage_waves
 from flexvid.sampling.long_video import chunk_plan, generate_long
 from flexvid.sampling.outputs import NpyStreamWriter, to_uint8
 from flexvid.schemes import scheme_stages
+from flexvid.schemes.stage import Stage
 
 
 def stages_of(name: str, T: int, n_obs: int, K: int, step: int) -> list[Stage]:
-    return [Stage.of(o, l) for o, l in scheme_stages(name, video_length=T, num_observed_frames=n_obs, max_frames=K, step_size=step)]
+    return scheme_stages(name, video_length=T, num_observed_frames=n_obs, max_frames=K, step_size=step)
 
 
 @pytest.fixture(scope="module")
 def tiny_model() -> UNetVideo:
     torch.manual_seed(0)
-    config = ModelConfig(image_size=32, in_channels=1, num_channels=32, num_res_blocks=1, num_heads=2,
-                         attention_resolutions=(8,), max_frames=6)
+    config = ModelConfig(image_size=16, in_channels=1, num_channels=32, num_res_blocks=1, num_heads=2,
+                         channel_mult=(1, 2), attention_resolutions=(8,), max_frames=6)
     model = UNetVideo(config).eval()
     # Random, non-zero output layers so the test sees real dependence on the inputs.
     for p in model.parameters():
@@ -36,43 +37,43 @@ def tiny_model() -> UNetVideo:
 
 
 @pytest.fixture(scope="module")
-def ddim4():
-    diffusion = samplers.respaced(DiffusionConfig(diffusion_steps=100), 4, "ddim")
+def ddim2():
+    diffusion = respaced(DiffusionConfig(diffusion_steps=100), 2, "ddim")
     return diffusion, functools.partial(samplers.ddim_sample, eta=1.0)
 
 
-def test_group_stages_never_groups_a_stage_with_the_one_it_depends_on():
-    stages = [Stage.of([0], [1, 2]), Stage.of([2], [3, 4]), Stage.of([0], [5, 6]), Stage.of([1], [7, 8]), Stage.of([0, 1], [9])]
-    groups = group_stages(stages, max_group=8)
-    assert groups == [[0], [1, 2, 3], [4]]
-    assert group_stages(stages, max_group=2) == [[0], [1, 2], [3], [4]]
+def test_waves_never_batch_a_stage_with_one_it_depends_on():
+    stages = [Stage((0,), (1, 2)), Stage((2,), (3, 4)), Stage((0,), (5, 6)), Stage((1,), (7, 8)), Stage((0, 4), (9,))]
+    assert stage_waves(stages) == [[0, 2], [1, 3], [4]]
+    calls = network_calls(stages, batch=2, max_batch=3)
+    assert [len(c) for c in calls] == [3, 1, 3, 1, 2]
+    assert all(len({(len(stages[s].obs), len(stages[s].latent)) for s, _ in c}) == 1 for c in calls)
 
 
 def test_hierarchy_infill_stages_are_batched():
-    stages = stages_of("hierarchy-2", 60, 4, 8, 4)
-    groups = group_stages(stages, max_group=64)
-    assert len(groups) < len(stages)
-    # every frame a stage conditions on was finished before its group started
+    stages = stages_of("hierarchy-3", 60, 4, 8, 4)
+    waves = stage_waves(stages)
+    assert len(waves) < len(stages)
     done: set[int] = set(range(4))
-    for group in groups:
-        for s in group:
+    for wave in waves:
+        for s in wave:
             assert set(stages[s].obs) <= done
-        for s in group:
+        for s in wave:
             done |= set(stages[s].latent)
     assert done == set(range(60))
 
 
-def test_batched_stages_equal_one_by_one(tiny_model, ddim4):
-    diffusion, sample_fn = ddim4
+def test_batched_stages_equal_one_by_one(tiny_model, ddim2):
+    diffusion, sample_fn = ddim2
     torch.manual_seed(1)
-    T, n_obs = 24, 4
-    stages = stages_of("hierarchy-2", T, n_obs, 6, 3)
-    start = torch.zeros(2, T, 1, 32, 32)
-    start[:, :n_obs] = torch.rand(2, n_obs, 1, 32, 32) * 2 - 1
+    T, n_obs = 16, 2
+    stages = stages_of("hierarchy-3", T, n_obs, 6, 3)
+    start = torch.zeros(2, T, 1, 16, 16)
+    start[:, :n_obs] = torch.rand(2, n_obs, 1, 16, 16) * 2 - 1
     batched = run_stages(tiny_model, diffusion, start.clone(), stages, sample_fn, seed=3, video_keys=[10, 11], batch_stages=True)
     single = run_stages(tiny_model, diffusion, start.clone(), stages, sample_fn, seed=3, video_keys=[10, 11], batch_stages=False)
     alone = run_stages(tiny_model, diffusion, start[1:].clone(), stages, sample_fn, seed=3, video_keys=[11], batch_stages=False)
-    assert len(group_stages(stages, 64)) < len(stages)
+    assert len(stage_waves(stages)) < len(stages)
     torch.testing.assert_close(batched, single, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(batched[1], alone[0], atol=1e-4, rtol=1e-4)
     assert torch.equal(batched[:, :n_obs], start[:, :n_obs])
@@ -93,11 +94,11 @@ def test_chunk_plan_covers_every_frame_once():
         chunk_plan(100, 4, 30, 30)
 
 
-def test_long_video_streams_to_disk_in_chunks(tiny_model, ddim4, tmp_path):
-    diffusion, sample_fn = ddim4
-    total, n_obs, chunk, context = 40, 2, 16, 4
-    observed = torch.rand(1, n_obs, 1, 32, 32) * 2 - 1
-    writer = NpyStreamWriter(tmp_path / "long.npy", (total, 1, 32, 32))
+def test_long_video_streams_to_disk_in_chunks(tiny_model, ddim2, tmp_path):
+    diffusion, sample_fn = ddim2
+    total, n_obs, chunk, context = 30, 2, 12, 4
+    observed = torch.rand(1, n_obs, 1, 16, 16) * 2 - 1
+    writer = NpyStreamWriter(tmp_path / "long.npy", (total, 1, 16, 16))
     starts = []
 
     def emit(start: int, frames: torch.Tensor) -> None:
@@ -109,8 +110,8 @@ def test_long_video_streams_to_disk_in_chunks(tiny_model, ddim4, tmp_path):
                   chunk_length=chunk, context=context, seed=0, video_keys=[0])
     writer.close()
     video = np.load(tmp_path / "long.npy")
-    assert video.shape == (total, 1, 32, 32) and video.dtype == np.uint8
-    assert starts == [0, 16, 28]
+    assert video.shape == (total, 1, 16, 16) and video.dtype == np.uint8
+    assert starts == [0, 12, 20, 28]
     np.testing.assert_array_equal(video[:n_obs], to_uint8(observed[0]))
     assert not (tmp_path / "long.npy").with_suffix(".tmp").exists()
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import io
+import json
 import os
 from pathlib import Path
 from typing import Callable
@@ -11,9 +13,9 @@ import numpy as np
 import torch
 
 from flexvid.errors import DatasetError
-from flexvid.eval.carla_metrics import COORDS_SUBDIR, PREDICTED_DATASET_COORDS_SUBDIR
+from flexvid.eval.carla_metrics import COORDS_SUBDIR, PREDICTED_DATASET_COORDS_SUBDIR, PROVENANCE_FILE
 from flexvid.eval.carla_position import CarlaPositionModel, load_position_model
-from flexvid.eval.carla_train import SPLITS, carla_video_files, load_carla_video
+from flexvid.eval.carla_train import SPLITS, carla_split_files, load_frames
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,8 +71,8 @@ def write_dataset_coords(
     model: CarlaPositionModel, data_dir: Path, out_dir: Path, split: str = "all", batch_size: int = 8, overwrite: bool = False
 ) -> int:
     """video_<i>.pt of a CARLA split -> out_dir/coords_<i>.npy predicted positions; returns files written."""
-    names = [(video, coords.name) for video, coords in carla_video_files(data_dir, split)]
-    return _write_all(model, names, load_carla_video, out_dir, batch_size, overwrite)
+    names = [(video, coords.name) for video, coords in carla_split_files(data_dir, split)]
+    return _write_all(model, names, load_frames, out_dir, batch_size, overwrite)
 
 
 def _write_all(
@@ -87,9 +89,16 @@ def _write_all(
         target = out_dir / name
         if target.exists() and not overwrite:
             continue
-        coords = model.predict_video(load(source), batch_size)
-        tmp = target.with_name(target.stem + ".tmp.npy")
-        np.save(tmp, coords)
-        os.replace(tmp, target)
+        buffer = io.BytesIO()
+        np.save(buffer, model.predict_video(load(source), batch_size))
+        _write_atomic(target, buffer.getvalue())
         written += 1
+    if written:
+        _write_atomic(out_dir / PROVENANCE_FILE, json.dumps(model.provenance, indent=2).encode())
     return written
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

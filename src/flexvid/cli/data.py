@@ -17,7 +17,14 @@ from flexvid.data.base import build_dataset, dataset_spec
 from flexvid.data.carla import carla_video_files
 from flexvid.data.contact_sheet import save_contact_sheet
 from flexvid.data.npy_videos import numbered_npy_files
-from flexvid.data.prepare import CARLA_TEST_VIDEOS, CARLA_URL, CWVAE_URLS, prepare_carla, prepare_cwvae, write_carla_splits
+from flexvid.data.prepare import (
+    CARLA_TEST_VIDEOS,
+    CARLA_URL,
+    CWVAE_URLS,
+    prepare_carla,
+    prepare_cwvae,
+    write_carla_splits,
+)
 from flexvid.errors import DatasetError, FlexvidError
 
 OWN_DATASETS = ("carla_no_traffic", "mazes", "mazes_cwvae", "minerl", "folder")
@@ -31,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     target = carla.add_mutually_exclusive_group(required=True)
     target.add_argument("--download", type=Path, metavar="DIR", help="download, unpack and split into DIR")
     target.add_argument("--split", type=Path, metavar="DIR", help="only write video_train.csv / video_test.csv in DIR")
-    carla.add_argument("--num_test", type=int, default=CARLA_TEST_VIDEOS, help="videos in the test split (the last ones)")
+    carla.add_argument("--num_test", type=int, default=CARLA_TEST_VIDEOS, help="test videos (the last by number)")
     _add_download_options(carla, CARLA_URL)
 
     for name, aliases in (("mazes", ["mazes_cwvae"]), ("minerl", [])):
@@ -43,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     info.add_argument("target", help="a dataset name (with --data_dir) or a data directory")
     info.add_argument("--data_dir", type=Path, default=None, help="the dataset's files, when TARGET is a name")
     info.add_argument("--split", choices=("train", "test"), default=None, help="one split (default: both)")
-    info.add_argument("--T", type=int, default=None, help="clip length for the sheet (default: dataset's, or shortest video)")
+    info.add_argument("--T", type=int, default=None, help="clip length (default: dataset's, or shortest video)")
     info.add_argument("--image_size", type=int, default=None, help="frame size (default: the dataset's)")
     info.add_argument("--frame_stride", type=int, default=1, help="folder datasets: keep every n-th frame")
     info.add_argument("--num_videos", type=int, default=4, help="videos on the contact sheet")
@@ -97,6 +104,8 @@ def show_info(args: argparse.Namespace) -> int:
         if args.data_dir is not None:
             raise
         name, data_dir = detect_dataset(target), target
+    if dataset_spec(name).needs_data_dir and data_dir is None:
+        raise DatasetError(f"Dataset {name!r} needs --data_dir pointing at its files.")
     print(f"dataset {name}" + (f" in {data_dir}" if data_dir else ""))
     sheet_source = None
     for split in [args.split] if args.split else ["train", "test"]:

@@ -18,8 +18,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "carla-metrics": ("carla_metrics", "CARLA WD and OP speed metrics of an evaluation directory."),
     "report": ("report", "Gather the metrics of many evaluation directories into a table and a plot."),
     "sample": ("sample", "Generate videos from a checkpoint with a sampling scheme."),
+    "schemes": ("schemes", "List the sampling schemes, or print and draw one's stages (schemes show NAME)."),
     "train": ("train", "Train an FDM video diffusion model (single process or under torchrun)."),
     "video": ("video", "Write mp4/gif files of sampled videos."),
+    "fvd": ("fvd", "Fréchet video distance of an evaluation directory's samples (I3D, PyTorch)."),
+    "metrics": ("metrics", "Per-frame PSNR, SSIM and LPIPS (best of k samples) of an evaluation directory."),
+    "weights": ("weights", "List or download the evaluation weights files (I3D, AlexNet, LPIPS heads)."),
 }
 
 

@@ -140,9 +140,11 @@ class CarlaVideos(VideoDataset):
     def _side_array(self, kind: str, video_path: Path, start: int) -> torch.Tensor:
         path = self._side_file(kind, video_path)
         values = np.load(path, mmap_mode="r", allow_pickle=False)
-        window = np.asarray(values[start : start + self.T], dtype=np.float32)
+        window = np.array(values[start : start + self.T], dtype=np.float32)
         if len(window) != self.T:
-            raise DatasetError(f"{path} has {len(values)} rows but its video needs {start + self.T}; download it again.")
+            raise DatasetError(
+                f"{path} has {len(values)} rows but its video needs {start + self.T}; download it again."
+            )
         return torch.from_numpy(window)
 
 

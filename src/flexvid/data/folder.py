@@ -132,10 +132,16 @@ class FolderIndex:
     def entries(self, root: Path, backend: str) -> list[IndexEntry]:
         """Index entries of every video under `root`, probing only new or changed files."""
         cached = self._load()
-        result, changed = [], False
-        for path, kind in find_videos(root):
+        found = find_videos(root)
+        prefix = root.relative_to(self.data_dir).as_posix()
+        present = {p.relative_to(self.data_dir).as_posix() for p, _ in found}
+        gone = [k for k in cached if k not in present and (prefix == "." or k.startswith(prefix + "/"))]
+        for key in gone:
+            del cached[key]
+        result, changed = [], bool(gone)
+        for path, kind in found:
             stat = path.stat()
-            key = path.relative_to(self.data_dir).as_posix() or "."
+            key = path.relative_to(self.data_dir).as_posix()
             old = cached.get(key)
             if old is not None and (old.kind, old.mtime_ns, old.size) == (kind, stat.st_mtime_ns, stat.st_size):
                 result.append(old)
@@ -221,8 +227,8 @@ class FolderVideos(VideoDataset):
                 + (f" ({len(self.skipped)} unreadable)" if self.skipped else "")
                 + "; add mp4/avi/webm/gif files, .npy/.npz arrays, or folders of numbered PNG/JPEG frames."
             )
-        span = self.span
-        kept = keep_long_enough([e.path for e in readable], [e.num_frames for e in readable], span, short_videos, str(root))
+        names, lengths = [e.path for e in readable], [e.num_frames for e in readable]
+        kept = keep_long_enough(names, lengths, self.span, short_videos, str(root))
         self.entries = shard_items([readable[i] for i in kept], shard, num_shards)
         self.load_failures: list[tuple[str, str]] = []
 

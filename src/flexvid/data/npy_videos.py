@@ -96,7 +96,9 @@ def _builder(name: str, prepare_command: str):
         hint = f"{prepare_command} {data_dir}"
         if not data_dir.is_dir():
             raise DatasetError(f"Dataset directory {data_dir} does not exist; prepare it with `{hint}`.")
-        return NumberedNpyVideos(name, data_dir / split, split, T=T, image_size=image_size, prepare_hint=hint, **options)
+        return NumberedNpyVideos(
+            name, data_dir / split, split, T=T, image_size=image_size, prepare_hint=hint, **options
+        )
 
     return build
 

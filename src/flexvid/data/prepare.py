@@ -31,7 +31,9 @@ CARLA_TEST_VIDEOS = 100
 def write_carla_splits(directory: Path, num_test: int = CARLA_TEST_VIDEOS) -> tuple[int, int]:
     """Write video_train.csv / video_test.csv: the last `num_test` videos by number are the test set."""
     if not directory.is_dir():
-        raise DatasetError(f"CARLA directory {directory} does not exist; download it with `flexvid data carla --download`.")
+        raise DatasetError(
+            f"CARLA directory {directory} does not exist; download it with `flexvid data carla --download`."
+        )
     videos = carla_video_files(directory)
     if len(videos) <= num_test:
         raise DatasetError(

@@ -98,7 +98,8 @@ def read_video_frames(
 
 def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
     """uint8 frames (T, H, W), (T, H, W, 1) or (T, H, W, 3) -> float32 (T, 3, H, W) in [-1, 1]."""
-    video = torch.from_numpy(np.ascontiguousarray(frames))
+    frames = np.ascontiguousarray(frames)
+    video = torch.from_numpy(frames if frames.flags.writeable else frames.copy())
     if video.ndim == 3:
         video = video.unsqueeze(-1)
     if video.shape[-1] == 1:

@@ -238,7 +238,8 @@ class GaussianDiffusion:
 
         `model_kwargs` holds `frame_indices`, `obs_mask`, `latent_mask` and `x0` (defaults to
         `x_start`). The loss covers every frame that is not observed (latent and padding frames);
-        `eval-mse` covers the latent frames only.
+        `eval-mse` covers the latent frames only. The variational term uses the loss mask too (the
+        reference averages it over all frames, but its learned-variance path never ran on videos).
         """
         model_kwargs = dict(model_kwargs)
         model_kwargs.setdefault("x0", x_start)

@@ -23,6 +23,7 @@ OUTLIER_SPEED = 10.0  # m/s; faster is an outlier (OP) and left out of WD
 METRICS_FILE = "carla_metrics.json"
 COORDS_SUBDIR = "coords"
 PREDICTED_DATASET_COORDS_SUBDIR = "predicted_coords"
+PROVENANCE_FILE = "position_model.json"  # written next to predicted coords: which weights made them
 
 
 def speeds_from_positions(positions: np.ndarray, frame_gap: int = FRAME_GAP, fps: float = FPS) -> np.ndarray:
@@ -70,8 +71,6 @@ def carla_speed_metrics(
     return {
         "WD": wasserstein_1d(remaining, dataset_speeds) if len(remaining) else None,
         "OP": float(100.0 * outliers.mean()),
-        "mean_speed": float(remaining.mean()) if len(remaining) else None,
-        "dataset_mean_speed": float(dataset_speeds.mean()),
         "protocol": {
             "frame_gap": frame_gap,
             "fps": fps,
@@ -90,6 +89,12 @@ def _pooled_speeds(trajectories: Iterable[np.ndarray], frame_gap: int, fps: floa
     if not speeds:
         raise DatasetError(f"No {what} trajectories were given; compute coordinates with `flexvid carla-coords` first.")
     return np.concatenate(speeds)
+
+
+def read_provenance(folder: str | Path) -> dict[str, Any] | str:
+    """The weight files that predicted a folder's coords, or a note that the coords are not predictions."""
+    path = Path(folder) / PROVENANCE_FILE
+    return json.loads(path.read_text()) if path.is_file() else "coordinates from files (not predicted by flexvid)"
 
 
 def read_coords_dir(folder: str | Path) -> dict[str, np.ndarray]:
@@ -123,7 +128,7 @@ def evaluate_eval_dir(
         data_dir = json.loads(settings_path.read_text()).get("data_dir") if settings_path.is_file() else None
         if not data_dir:
             raise DatasetError(
-                f"{eval_dir} has no settings.json naming the dataset's data_dir; pass the dataset's coords folder explicitly."
+                f"{eval_dir} has no settings.json naming the dataset's data_dir; pass the dataset's coords folder (--dataset-coords DIR)."
             )
         dataset_coords_dir = default_dataset_coords_dir(data_dir)
     samples = read_coords_dir(eval_dir / COORDS_SUBDIR)
@@ -136,6 +141,8 @@ def evaluate_eval_dir(
             "num_videos": len(samples),
             "num_dataset_videos": len(dataset),
             "dataset_coords": str(dataset_coords_dir),
+            "sample_position_model": read_provenance(eval_dir / COORDS_SUBDIR),
+            "dataset_position_model": read_provenance(dataset_coords_dir),
             "observed_frames_included": True,
         }
     )

@@ -9,7 +9,6 @@ with a 100-way `fc`; the regressor holds the backbone under `resnet.` (no fc) an
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Mapping
 
@@ -19,6 +18,7 @@ from torch import nn
 
 from flexvid.errors import WeightsError
 from flexvid.eval.resnet import ResNet, ResNetSpec, build_resnet, infer_resnet_spec
+from flexvid.eval.weights import WEIGHTS_DIR_ENV, sha256_of, weights_dir
 
 TOWN_MIN, TOWN_MAX = -10.0, 400.0  # Town01's extent in metres, on both axes
 GRID_SIZE = 10  # cells per axis
@@ -31,15 +31,9 @@ CLASSIFIER_FILE = "classifier_checkpoint.pth"
 REGRESSOR_FILE = "regressor_checkpoint.pth"
 
 
-def weights_root() -> Path:
-    """Where evaluation weights live: $FLEXVID_WEIGHTS_DIR, else ~/.cache/flexvid."""
-    return Path(os.environ.get("FLEXVID_WEIGHTS_DIR") or Path.home() / ".cache" / "flexvid")
-
-
 def default_weight_paths() -> tuple[Path, Path]:
-    """The classifier and regressor files looked for when no path is given."""
-    folder = weights_root() / "carla"
-    return folder / CLASSIFIER_FILE, folder / REGRESSOR_FILE
+    """The classifier and regressor files looked for when no path is given (in the weights directory)."""
+    return weights_dir() / CLASSIFIER_FILE, weights_dir() / REGRESSOR_FILE
 
 
 def coords_to_cell(coords: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -96,10 +90,11 @@ def build_regressor(arch: str = "resnet152", base_width: int = 64) -> MultiHeadR
 class CarlaPositionModel(nn.Module):
     """Classifier and regressor in tandem: frames -> (x, y) positions in metres."""
 
-    def __init__(self, classifier: ResNet, regressor: MultiHeadRegressor) -> None:
+    def __init__(self, classifier: ResNet, regressor: MultiHeadRegressor, provenance: dict | None = None) -> None:
         super().__init__()
         self.classifier = classifier
         self.regressor = regressor
+        self.provenance = provenance or {}  # which weight files (name, SHA-256) the networks came from
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -123,8 +118,9 @@ def _read_state_dict(path: Path, role: str, release_name: str) -> dict[str, torc
     """Load a state dict file, with errors that say where the released weights are."""
     if not path.is_file():
         raise WeightsError(
-            f"CARLA {role} weights not found at {path}; download {RELEASE_URL}{release_name} to that path "
-            "(default folder: $FLEXVID_WEIGHTS_DIR/carla), or train one with `flexvid carla-regressor train`."
+            f"CARLA {role} weights not found at {path}; download {RELEASE_URL}{release_name} there or pass its "
+            f"location with --{role} (default folder: ${WEIGHTS_DIR_ENV}, else ~/.cache/flexvid), "
+            "or train one with `flexvid carla-regressor train`."
         )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -187,6 +183,7 @@ def load_position_model(
 ) -> CarlaPositionModel:
     """Both networks, from the given files or the default weights location, in eval mode on `device`."""
     default_classifier, default_regressor = default_weight_paths()
-    classifier = load_classifier(classifier_path or default_classifier)
-    regressor = load_regressor(regressor_path or default_regressor)
-    return CarlaPositionModel(classifier, regressor).to(device).eval()
+    paths = {"classifier": Path(classifier_path or default_classifier), "regressor": Path(regressor_path or default_regressor)}
+    classifier, regressor = load_classifier(paths["classifier"]), load_regressor(paths["regressor"])
+    provenance = {role: {"file": path.name, "sha256": sha256_of(path)} for role, path in paths.items()}
+    return CarlaPositionModel(classifier, regressor, provenance).to(device).eval()

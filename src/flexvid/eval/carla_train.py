@@ -4,8 +4,8 @@ The recipe is the authors': SGD (lr 1e-3, momentum 0.9), learning rate x0.1 ever
 25 epochs, batch 4, a test-split pass after every epoch and the best-by-test-loss weights kept.
 The classifier is trained with binary cross-entropy against the one-hot cell and Gaussian-blur plus
 colour-jitter augmentation; the regressor with MSE, each frame's true cell choosing its head.
-The data is a CARLA directory: `video_<i>.pt` (uint8 T x H x W x 3), `coords_<i>.npy` (T x >=2
-metres) and the split lists `video_train.csv` / `video_test.csv`.
+The data is a CARLA directory as `flexvid.data.carla` reads it: `video_<i>.pt` (uint8 T x H x W x 3),
+`coords_<i>.npy` (T x >=2, metres) and the split lists `video_train.csv` / `video_test.csv`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from flexvid.data.carla import carla_video_files, load_carla_video, read_split_csv
 from flexvid.errors import ConfigError, DatasetError, WeightsError
 from flexvid.eval.carla_position import (
     NUM_CELLS,
@@ -40,46 +41,30 @@ SPLITS = ("train", "test", "all")
 # CARLA files
 
 
-def carla_video_files(data_dir: str | Path, split: str = "all") -> list[tuple[Path, Path]]:
-    """(video_<i>.pt, coords_<i>.npy) pairs of a split ("all": every video in the folder)."""
+def carla_split_files(data_dir: str | Path, split: str = "all") -> list[tuple[Path, Path]]:
+    """(video_<i>.pt, coords_<i>.npy) pairs of a split ("all": every video in the folder), in index order."""
     data_dir = Path(data_dir)
     if split not in SPLITS:
         raise DatasetError(f"Unknown CARLA split {split!r}; use one of {', '.join(SPLITS)}.")
+    if not data_dir.is_dir():
+        raise DatasetError(f"CARLA directory {data_dir} does not exist; download it with `flexvid data carla --download`.")
     if split == "all":
-        videos = sorted(data_dir.glob("video_*.pt"), key=_video_number)
+        videos = [path for _, path in sorted(carla_video_files(data_dir).items())]
     else:
         listing = data_dir / f"video_{split}.csv"
         if not listing.is_file():
             raise DatasetError(
-                f"{listing} not found; a CARLA directory needs the split lists video_train.csv and video_test.csv "
-                "(as shipped with the dataset)."
+                f"{listing} not found; create the split lists with `flexvid data carla --split {data_dir}`."
             )
-        names = [line.strip().split("/")[-1] for line in listing.read_text().splitlines() if ".pt" in line]
-        videos = [data_dir / name for name in names]
+        videos = [data_dir / name for name in read_split_csv(listing)]
     if not videos:
         raise DatasetError(f"No CARLA videos (video_<i>.pt) for split {split!r} in {data_dir}; check the path.")
     return [(video, video.with_name(video.stem.replace("video_", "coords_", 1) + ".npy")) for video in videos]
 
 
-def _video_number(path: Path) -> tuple[int, str]:
-    """Sort key: the integer in video_<i>.pt, so video_10 follows video_9."""
-    suffix = path.stem.removeprefix("video_")
-    return (int(suffix) if suffix.isdigit() else -1, suffix)
-
-
-def load_carla_video(path: str | Path) -> torch.Tensor:
+def load_frames(path: str | Path) -> torch.Tensor:
     """A dataset video file -> uint8 (T, 3, H, W), memory-mapped where the file format allows."""
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"CARLA video {path} not found; check the dataset directory.")
-    try:
-        video = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError:  # files in torch's legacy (non-zip) format cannot be memory-mapped
-        video = torch.load(path, map_location="cpu", weights_only=True)
-    if not torch.is_tensor(video) or video.ndim != 4 or video.shape[-1] != 3 or video.dtype != torch.uint8:
-        shape = tuple(video.shape) if torch.is_tensor(video) else type(video).__name__
-        raise DatasetError(f"{path} should hold a uint8 tensor (T, H, W, 3), got {shape}; re-download the dataset.")
-    return video.permute(0, 3, 1, 2)
+    return load_carla_video(Path(path)).permute(0, 3, 1, 2)
 
 
 def load_carla_coords(path: str | Path, num_frames: int | None = None) -> np.ndarray:
@@ -178,12 +163,12 @@ class CarlaFrames(Dataset):
     """Every frame of a CARLA split: (normalised image (3, H, W), position (2,), cell) items."""
 
     def __init__(self, data_dir: str | Path, split: str, *, augment: bool = False) -> None:
-        self.files = carla_video_files(data_dir, split)
+        self.files = carla_split_files(data_dir, split)
         self.augment = augment
         self.coords = []
         self.index: list[tuple[int, int]] = []
         for number, (video_path, coords_path) in enumerate(self.files):
-            num_frames = len(load_carla_video(video_path))
+            num_frames = len(load_frames(video_path))
             self.coords.append(load_carla_coords(coords_path, num_frames))
             self.index.extend((number, frame) for frame in range(num_frames))
         self._videos: dict[int, torch.Tensor] = {}  # memory-mapped videos, opened on first use
@@ -194,7 +179,7 @@ class CarlaFrames(Dataset):
     def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         number, frame = self.index[item]
         if number not in self._videos:
-            self._videos[number] = load_carla_video(self.files[number][0])
+            self._videos[number] = load_frames(self.files[number][0])
         image = self._videos[number][frame].float() / 255.0
         if self.augment:
             image = augment_frame(image)

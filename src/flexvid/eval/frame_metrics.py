@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from flexvid.errors import DatasetError
+from flexvid.eval.lpips import LPIPS
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
@@ -84,15 +85,16 @@ def to_unit(video: np.ndarray) -> Tensor:
 def video_scores(
     sample: np.ndarray,
     truth: np.ndarray,
-    lpips: Callable[[Tensor, Tensor], Tensor] | None = None,
+    lpips: LPIPS | None = None,
     lpips_batch: int = 64,
 ) -> dict[str, Tensor]:
     """Per-frame scores (T,) of one uint8 (T, C, H, W) sample against its ground truth."""
     x, y = to_unit(sample), to_unit(truth)
     scores = {PSNR.name: psnr(x, y), SSIM.name: ssim(x, y)}
     if lpips is not None:
+        device = lpips.shift.device
         parts = [
-            lpips(x[i : i + lpips_batch] * 2 - 1, y[i : i + lpips_batch] * 2 - 1).double()
+            lpips(x[i : i + lpips_batch].to(device) * 2 - 1, y[i : i + lpips_batch].to(device) * 2 - 1).double().cpu()
             for i in range(0, len(x), lpips_batch)
         ]
         scores[LPIPS_METRIC.name] = torch.cat(parts)
@@ -113,7 +115,7 @@ def summarise(per_frame: np.ndarray, frame_indices: list[int]) -> dict[str, obje
 def evaluate_videos(
     pairs: Iterable[tuple[int, np.ndarray, list[np.ndarray]]],
     n_obs: int,
-    lpips: Callable[[Tensor, Tensor], Tensor] | None = None,
+    lpips: LPIPS | None = None,
 ) -> dict[str, object]:
     """Best-of-k per-frame scores over (index, truth, samples) pairs, summarised for latent and all frames."""
     metrics = [PSNR, SSIM] + ([LPIPS_METRIC] if lpips is not None else [])

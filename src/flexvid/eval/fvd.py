@@ -53,10 +53,19 @@ def feature_statistics(features: np.ndarray | torch.Tensor) -> GaussianStats:
     return GaussianStats(mean, (cov + cov.T) / 2, count)
 
 
+def _psd_eigenvalues_cleaned(values: np.ndarray) -> np.ndarray:
+    """Eigenvalues of a PSD matrix with round-off noise (|v| below dim * eps * max) set to exactly zero.
+
+    Without this, the square root of a rank-deficient matrix picks up sqrt(1e-16) = 1e-8 per zero eigenvalue.
+    """
+    tolerance = len(values) * np.finfo(np.float64).eps * max(float(np.abs(values).max(initial=0.0)), 1e-300)
+    return np.where(values > tolerance, values, 0.0)
+
+
 def _sqrt_psd(matrix: np.ndarray) -> np.ndarray:
-    """Square root of a symmetric PSD matrix via eigendecomposition (negative round-off clipped)."""
+    """Square root of a symmetric PSD matrix via eigendecomposition."""
     values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
-    return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+    return (vectors * np.sqrt(_psd_eigenvalues_cleaned(values))) @ vectors.T
 
 
 def trace_sqrt_product(cov1: np.ndarray, cov2: np.ndarray) -> float:
@@ -64,7 +73,7 @@ def trace_sqrt_product(cov1: np.ndarray, cov2: np.ndarray) -> float:
     root1 = _sqrt_psd(np.asarray(cov1, dtype=np.float64))
     inner = root1 @ np.asarray(cov2, dtype=np.float64) @ root1
     values = np.linalg.eigvalsh((inner + inner.T) / 2)
-    return float(np.sqrt(np.clip(values, 0.0, None)).sum())
+    return float(np.sqrt(_psd_eigenvalues_cleaned(values)).sum())
 
 
 def frechet_distance(stats1: GaussianStats, stats2: GaussianStats) -> float:

@@ -12,6 +12,7 @@ Preprocessing follows the TF reference: frames resized to 224x224 with TF1's `re
 
 from __future__ import annotations
 
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Mapping
@@ -162,10 +163,9 @@ def tf_resize_bilinear(frames: Tensor, size: int) -> Tensor:
         upper = (lower + 1).clamp(max=in_size - 1)
         shape = [1] * x.ndim
         shape[dim] = size
-        weight = (source - lower).to(x.dtype).view(shape)
-        return x.index_select(dim, lower.to(x.device)) * (1 - weight.to(x.device)) + x.index_select(
-            dim, upper.to(x.device)
-        ) * weight.to(x.device)
+        weight = (source - lower).to(dtype=x.dtype, device=x.device).view(shape)
+        low = x.index_select(dim, lower.to(x.device))
+        return low + (x.index_select(dim, upper.to(x.device)) - low) * weight
 
     return along(along(frames, 2), 3)
 
@@ -261,7 +261,9 @@ def load_i3d(path: str | Path | None = None, device: str | torch.device = "cpu")
         located = locate_weights(I3D_STATE_DICT.name, path)
     if is_torchscript_archive(located.path):
         try:
-            network = torch.jit.load(str(located.path), map_location="cpu")
+            with warnings.catch_warnings():  # torch marks TorchScript deprecated; the file format is what it is
+                warnings.simplefilter("ignore", DeprecationWarning)
+                network = torch.jit.load(str(located.path), map_location="cpu")
         except RuntimeError as err:
             raise WeightsError(f"Could not load TorchScript {located.path} ({err}); download i3d_torchscript.pt again.") from err
         return I3DFeatures(network.to(device), located, "torchscript")

@@ -24,7 +24,7 @@ REPORT_MARKDOWN = "report.md"
 REPORT_IMAGE = "report.png"
 LOWER_IS_BETTER = ("fvd", "lpips", "loss", "mse", "wd", "op")
 HIGHER_IS_BETTER = ("psnr", "ssim")
-FVD_TEXT = re.compile(r"fvd-(\d+)-(\d+)\.txt$")
+FVD_FILE = re.compile(r"^fvd-(\d+)-(\d+)\.(json|txt)$")
 PALETTE = [
     (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
     (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
@@ -61,11 +61,13 @@ def collect_runs(results_dir: str | Path) -> list[EvalRun]:
         for metric_file in sorted(eval_dir.glob("*.json")):
             if metric_file.name != "settings.json":
                 _absorb(run, metric_file.name, _read_json(metric_file))
-        if not any("fvd" in name.lower() for name in run.scalars):
+        if not any(name.startswith("FVD") for name in run.scalars):
             for text_file in sorted(eval_dir.glob("fvd-*.txt")):
-                match = FVD_TEXT.search(text_file.name)
+                match = FVD_FILE.match(text_file.name)
                 if match:
-                    run.scalars[f"FVD (N={match[1]}, sample {match[2]})"] = _read_number(text_file)
+                    run.scalars[_fvd_column(match)] = _read_number(text_file)
+                    run.protocols[_file_kind(text_file.name)] = {"num_videos": int(match[1])}
+        _drop_shifted_curves(run)
         runs.append(run)
     if not runs:
         raise DatasetError(f"No evaluation directories (with settings.json) under {results_dir}; sample videos first.")
@@ -75,6 +77,23 @@ def collect_runs(results_dir: str | Path) -> list[EvalRun]:
             "or `flexvid carla-metrics` first."
         )
     return runs
+
+
+def _fvd_column(match: re.Match) -> str:
+    """FVD of sample index 0 is "FVD" (the paper's number); other sample indices are named."""
+    return "FVD" if int(match[2]) == 0 else f"FVD (sample {match[2]})"
+
+
+def _file_kind(name: str) -> str:
+    """A metric file's name with its video/sample counts generalised, to group protocols across runs."""
+    return re.sub(r"-\d+-\d+(?=\.)", "-<N>-<k>", name)
+
+
+def _drop_shifted_curves(run: EvalRun) -> None:
+    """Keep `all_frames.X` rather than `latent_frames.X`, whose index 0 is frame n_obs, not frame 0."""
+    for name in [n for n in run.series if n.startswith("latent_frames.")]:
+        if "all_frames." + name.removeprefix("latent_frames.") in run.series:
+            del run.series[name]
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -95,22 +114,26 @@ def _read_number(path: Path) -> float:
 
 
 def _absorb(run: EvalRun, source: str, data: dict[str, Any], prefix: str = "") -> None:
-    """Sort one metric file's entries into scalars, per-frame series and protocol."""
+    """Sort one metric file's entries into scalars (`.mean` dropped), per-frame curves and protocol."""
+    kind = _file_kind(source)
+    fvd_file = FVD_FILE.match(source)
     for key, value in data.items():
         name = f"{prefix}{key}"
         if key == "protocol" and isinstance(value, dict):
-            run.protocols.setdefault(source, {}).update(value)
+            run.protocols.setdefault(kind, {}).update({f"{prefix}{k}": v for k, v in value.items()})
         elif isinstance(value, dict):
             _absorb(run, source, value, prefix=f"{name}.")
-        elif isinstance(value, bool) or isinstance(value, str):
-            run.protocols.setdefault(source, {})[name] = value
+        elif isinstance(value, (bool, str)):
+            run.protocols.setdefault(kind, {})[name] = value
         elif value is None or isinstance(value, (int, float)):
-            column = name if name not in run.scalars else f"{Path(source).stem}.{name}"
+            column = _fvd_column(fvd_file) if fvd_file and name == "fvd" else name.removesuffix(".mean")
+            if column in run.scalars:
+                column = f"{Path(source).stem}.{column}"
             run.scalars[column] = None if value is None or not math.isfinite(value) else float(value)
         elif isinstance(value, list):
             curve = _as_curve(value)
             if curve is not None:
-                run.series[name] = curve
+                run.series[name.removesuffix(".per_frame")] = curve
 
 
 def _as_curve(values: list[Any]) -> list[float] | None:
@@ -125,13 +148,19 @@ def _as_curve(values: list[Any]) -> list[float] | None:
 
 
 def _direction(column: str) -> int:
-    """-1 when lower is better, +1 when higher is better, 0 when unknown (matched on the last name part)."""
-    words = re.split(r"[^a-z]+", column.lower().split(".")[-1])
+    """-1 when lower is better, +1 when higher is better, 0 when unknown (matched on the name's words)."""
+    words = re.split(r"[^a-z]+", column.lower())
     if any(word in LOWER_IS_BETTER for word in words):
         return -1
     if any(word in HIGHER_IS_BETTER for word in words):
         return 1
     return 0
+
+
+def _columns(runs: list[EvalRun]) -> list[str]:
+    """Metric columns in first-seen order, FVD first as in the paper's tables."""
+    names = list(dict.fromkeys(name for run in runs for name in run.scalars))
+    return sorted(names, key=lambda name: not name.startswith("FVD"))
 
 
 def _format(value: float | None) -> str:
@@ -140,7 +169,7 @@ def _format(value: float | None) -> str:
 
 def markdown_table(runs: list[EvalRun], image_name: str | None = REPORT_IMAGE) -> str:
     """The paper-style table: one row per run (checkpoint / scheme), one column per metric, protocol below."""
-    columns = list(dict.fromkeys(name for run in runs for name in run.scalars))
+    columns = _columns(runs)
     arrows = {1: " ↑", -1: " ↓", 0: ""}
     header = ["run", "checkpoint", "scheme", "obs", "K"] + [f"{c}{arrows[_direction(c)]}" for c in columns]
     best = {}
@@ -179,7 +208,7 @@ def _footnotes(runs: list[EvalRun]) -> list[str]:
                  "Bold marks the best value of a column (↓ lower is better, ↑ higher is better).")
     for source in sorted({name for run in runs for name in run.protocols}):
         common, varying_keys = _shared_items([run.protocols[source] for run in runs if source in run.protocols])
-        text = "; ".join(f"{k}: {v}" for k, v in common.items())
+        text = "; ".join(f"{k}: {v if isinstance(v, str) else json.dumps(v)}" for k, v in common.items())
         extra = f" (varying per run: {', '.join(varying_keys)})" if varying_keys else ""
         notes.append(f"- `{source}`: {text}{extra}")
     return notes
@@ -209,7 +238,7 @@ def _font(size: int = 12) -> ImageFont.ImageFont:
 
 def draw_plot(runs: list[EvalRun], path: str | Path) -> Path:
     """PNG: a bar panel per metric (one bar per run) and a line panel per per-frame curve."""
-    columns = list(dict.fromkeys(name for run in runs for name in run.scalars))
+    columns = _columns(runs)
     curves = list(dict.fromkeys(name for run in runs for name in run.series))
     panels = [("bar", c) for c in columns] + [("line", c) for c in curves]
     font = _font()

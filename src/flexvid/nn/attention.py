@@ -40,17 +40,17 @@ class SpatialAttention(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         n, c, height, width = h.shape
-        x = self.norm(h).flatten(2)  # (N, C, P)
-        qkv = torch.matmul(self.qkv.weight.to(x.dtype), x) + self.qkv.bias.to(x.dtype)[:, None]
-        q, k, v = qkv.view(n, 3, self.num_heads, c // self.num_heads, -1).transpose(-1, -2).unbind(1)
+        # (N, C, H, W) in channels-last memory is (N, pixels, C) without a copy.
+        x = self.norm(h).permute(0, 2, 3, 1).reshape(n, height * width, c)
+        qkv = self.qkv(x).unflatten(-1, (3, self.num_heads, c // self.num_heads))
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # (N, heads, P, C/heads) views
         if self.use_sdpa:
-            out = F.scaled_dot_product_attention(q, k, v)  # (N, heads, P, C/heads)
+            out = F.scaled_dot_product_attention(q, k, v)
         else:
-            weights = torch.softmax((q * q.shape[-1] ** -0.5 @ k.transpose(-1, -2)).float(), dim=-1)
+            weights = torch.softmax(((q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)).float(), dim=-1)
             out = weights.to(v.dtype) @ v
-        out = out.transpose(-1, -2).reshape(n, c, -1)
-        out = torch.matmul(self.proj_out.weight.to(out.dtype), out) + self.proj_out.bias.to(out.dtype)[:, None]
-        return (x + out).view(n, c, height, width)
+        x = x + self.proj_out(out.transpose(1, 2).reshape(n, height * width, c))
+        return x.view(n, height, width, c).permute(0, 3, 1, 2)
 
 
 class TemporalAttention(nn.Module):
@@ -82,8 +82,9 @@ class TemporalAttention(nn.Module):
         bk, c, height, width = h.shape
         b, k = ctx.batch, ctx.frames
         heads = self.num_heads
-        # One copy into (B, pixels, frames, channels); everything below works in that layout.
-        x = self.normalise(h.view(b, k, c, height * width).permute(0, 3, 1, 2).contiguous())
+        # One copy from channels-last (B, frames, pixels, C) memory into (B, pixels, frames, C).
+        pixels = h.permute(0, 2, 3, 1).reshape(b, k, height * width, c)
+        x = self.normalise(pixels.transpose(1, 2).contiguous())
         q, key, v = self.qkv(x).unflatten(-1, (3, heads, c // heads)).unbind(3)  # (B, P, K, heads, F)
         scale = (c // heads) ** -0.5
         q = q * scale
@@ -95,7 +96,7 @@ class TemporalAttention(nn.Module):
         out = (weights @ v.transpose(2, 3)).transpose(2, 3)  # (B, P, K, heads, F)
         out = out + torch.einsum("bphts,btshf->bpthf", weights, self.rpe_v(ctx).to(weights.dtype))
         x = x + self.proj_out(out.flatten(3))
-        return x.permute(0, 2, 3, 1).reshape(bk, c, height, width)
+        return x.transpose(1, 2).reshape(bk, height, width, c).permute(0, 3, 1, 2)
 
 
 class FactorizedAttention(ContextLayer):

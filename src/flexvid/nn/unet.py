@@ -66,6 +66,7 @@ class UNetVideo(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
+        self.channels_last = True  # memory layout of the hidden states; False: plain NCHW
         channel_mult = config.resolved_channel_mult()
         mc = config.num_channels
         if mc % 32:
@@ -122,7 +123,7 @@ class UNetVideo(nn.Module):
 
         self.out = nn.Sequential(
             GroupNorm32(ch, "output layer"),
-            nn.SiLU(),
+            nn.SiLU(inplace=True),
             zero_init(nn.Conv2d(mc, self.out_channels, 3, padding=1)),
         )
 
@@ -145,6 +146,8 @@ class UNetVideo(nn.Module):
         ctx = self._frame_context(timesteps, frame_indices, obs_mask, latent_mask)
         indicator = obs_mask.to(x.dtype).expand(b, k, 1, height, width)
         h = torch.cat([x * (1 - obs_mask) + x0 * obs_mask, indicator], dim=2).flatten(0, 1)
+        if self.channels_last:  # faster convolutions, and both attentions read it without copies
+            h = h.contiguous(memory_format=torch.channels_last)
         skips = []
         for block in self.input_blocks:
             h = block(h, ctx)
@@ -153,7 +156,7 @@ class UNetVideo(nn.Module):
         for block in self.output_blocks:
             h = block(torch.cat([h, skips.pop()], dim=1), ctx)
         out = self.out(h)
-        return out.view(b, k, self.out_channels, height, width)
+        return out.contiguous().view(b, k, self.out_channels, height, width)
 
     def _frame_context(
         self,

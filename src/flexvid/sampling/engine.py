@@ -1,35 +1,23 @@
 """Run a sampling scheme over a batch of videos: build each stage's input, sample, write frames back.
 
-Stages whose observed frames were all finished before the stage group started do not depend on each
-other, so they run together in one batched network call (up to `max_batch` rows). Each (video,
+Stages that do not depend on each other (no stage observes a frame another generates) run
+together in one batched network call (up to `max_batch` rows). Each (video,
 stage) row draws its noise from its own generator, seeded from (seed, video, stage), so batching
 changes the speed, not the result.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from flexvid.errors import SchemeError
+from flexvid.schemes.stage import Stage
 
 # sample_fn(model, diffusion, x0, model_kwargs, *, generator) -> Tensor, as in flexvid.diffusion.samplers
 SampleFn = Callable[..., torch.Tensor]
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One step of a sampling scheme: frames to condition on and frames to generate."""
-
-    obs: tuple[int, ...]
-    latent: tuple[int, ...]
-
-    @classmethod
-    def of(cls, obs: Iterable[int], latent: Iterable[int]) -> "Stage":
-        return cls(tuple(int(i) for i in obs), tuple(int(i) for i in latent))
 
 
 def stage_seed(seed: int, video_key: int, stage_index: int) -> int:
@@ -38,28 +26,37 @@ def stage_seed(seed: int, video_key: int, stage_index: int) -> int:
     return int(state[0]) << 31 ^ int(state[1])
 
 
-def group_stages(stages: Sequence[Stage], max_group: int) -> list[list[int]]:
-    """Split the stage list into runs of consecutive stages that can be sampled together.
+def stage_waves(stages: Sequence[Stage]) -> list[list[int]]:
+    """Order the stages into waves of mutually independent stages.
 
-    A stage joins the current group when none of its observed frames is generated inside the
-    group, its frames have the same counts as the group's (same network input shape), and the
-    group holds fewer than `max_group` stages.
+    A stage's wave is one past the latest wave that generates a frame it observes, so every frame
+    it conditions on is finished before its wave starts, exactly as in the sequential order. The
+    reference's hierarchy-2 is a chain (each infill stage observes the previous one's frames);
+    hierarchy-3 and deeper levels have independent infill stages that share a wave.
     """
-    groups: list[list[int]] = []
-    pending_latent: set[int] = set()
+    made_in_wave: dict[int, int] = {}
+    waves: list[list[int]] = []
     for index, stage in enumerate(stages):
-        if groups:
-            group = groups[-1]
-            first = stages[group[0]]
-            same_shape = (len(stage.obs), len(stage.latent)) == (len(first.obs), len(first.latent))
-            independent = not (set(stage.obs) & pending_latent)
-            if same_shape and independent and len(group) < max_group:
-                group.append(index)
-                pending_latent.update(stage.latent)
-                continue
-        groups.append([index])
-        pending_latent = set(stage.latent)
-    return groups
+        wave = 1 + max((made_in_wave[f] for f in stage.obs if f in made_in_wave), default=-1)
+        if wave == len(waves):
+            waves.append([])
+        waves[wave].append(index)
+        made_in_wave.update((f, wave) for f in stage.latent)
+    return waves
+
+
+def network_calls(stages: Sequence[Stage], batch: int, max_batch: int, batch_stages: bool = True) -> list[list[tuple[int, int]]]:
+    """The (stage, video) rows of each sampling call: rows of one call share a wave and a shape."""
+    groups = stage_waves(stages) if batch_stages else [[i] for i in range(len(stages))]
+    calls = []
+    for group in groups:
+        by_shape: dict[tuple[int, int], list[int]] = {}
+        for s in group:
+            by_shape.setdefault((len(stages[s].obs), len(stages[s].latent)), []).append(s)
+        for same_shape in by_shape.values():
+            rows = [(s, b) for s in same_shape for b in range(batch)]
+            calls.extend(rows[i : i + max_batch] for i in range(0, len(rows), max_batch))
+    return calls
 
 
 def stage_inputs(
@@ -97,37 +94,27 @@ def run_stages(
     batch_stages: bool = True,
     max_batch: int = 64,
     device: torch.device | str = "cpu",
-    on_stage: Callable[[int], None] | None = None,
+    on_rows: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
     """Fill in `videos` (B, T, C, H, W) in place, stage by stage, and return it.
 
     `video_keys` identifies each video for seeding (e.g. its dataset index), so a video's frames do
-    not depend on the batch it is in. `on_stage(n)` is called after every n finished stages.
+    not depend on the batch it is in. `on_rows(n)` is called after each network-call loop with the
+    number of (video, stage) rows it finished, for progress bars.
     """
     if len(video_keys) != videos.shape[0]:
         raise SchemeError(f"Got {len(video_keys)} video keys for {videos.shape[0]} videos.")
-    batch = videos.shape[0]
-    max_group = max(1, max_batch // batch) if batch_stages else 1
-    for group in group_stages(stages, max_group):
-        rows = [(b, stages[s]) for s in group for b in range(batch)]
+    for call in network_calls(stages, videos.shape[0], max_batch, batch_stages):
+        rows = [(b, stages[s]) for s, b in call]
         generators = [
-            torch.Generator(device=device).manual_seed(stage_seed(seed, video_keys[b], s))
-            for s in group
-            for b in range(batch)
+            torch.Generator(device=device).manual_seed(stage_seed(seed, video_keys[b], s)) for s, b in call
         ]
-        for start in range(0, len(rows), max_batch):
-            chunk = rows[start : start + max_batch]
-            x0, model_kwargs = stage_inputs(videos, chunk)
-            model_kwargs = {k: v.to(device) for k, v in model_kwargs.items()}
-            out = sample_fn(
-                model,
-                diffusion,
-                x0.to(device),
-                model_kwargs,
-                generator=generators[start : start + max_batch],
-            ).to(videos.device, videos.dtype)
-            for row, (b, stage) in enumerate(chunk):
-                videos[b, list(stage.latent)] = out[row, len(stage.obs) :]
-        if on_stage is not None:
-            on_stage(len(group))
+        x0, model_kwargs = stage_inputs(videos, rows)
+        model_kwargs = {k: v.to(device) for k, v in model_kwargs.items()}
+        out = sample_fn(model, diffusion, x0.to(device), model_kwargs, generator=generators)
+        out = out.to(videos.device, videos.dtype)
+        for row, (b, stage) in enumerate(rows):
+            videos[b, list(stage.latent)] = out[row, len(stage.obs) :]
+        if on_rows is not None:
+            on_rows(len(call))
     return videos

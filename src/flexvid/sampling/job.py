@@ -15,9 +15,10 @@ from tqdm.auto import tqdm
 from flexvid.checkpoint import Pretrained, load_pretrained
 from flexvid.config import DiffusionConfig, dataclass_from_dict
 from flexvid.data.base import build_dataset
-from flexvid.diffusion import samplers
+from flexvid.diffusion import respaced, samplers
 from flexvid.errors import ConfigError, DatasetError
-from flexvid.sampling.engine import SampleFn, Stage
+from flexvid.sampling.engine import SampleFn
+from flexvid.schemes.stage import Stage
 from flexvid.sampling.long_video import chunk_plan, generate_long
 from flexvid.sampling.outputs import NpyStreamWriter, save_json, to_uint8
 from flexvid.schemes import scheme_stages
@@ -64,10 +65,7 @@ def default_eval_dir(settings: SampleSettings, max_latent_frames: int, max_frame
 
 def make_sample_fn(settings: SampleSettings, diffusion_config: DiffusionConfig) -> tuple[object, SampleFn]:
     """The respaced diffusion and the sampler function chosen by the settings."""
-    steps = settings.steps or diffusion_config.diffusion_steps
-    if settings.sampler not in ("ddpm", "ddim"):
-        raise ConfigError(f"Unknown sampler {settings.sampler!r}; use ddpm or ddim.")
-    diffusion = samplers.respaced(diffusion_config, steps, settings.sampler)
+    diffusion = respaced(diffusion_config, settings.steps or diffusion_config.diffusion_steps, settings.sampler)
     if settings.sampler == "ddim":
         fn = functools.partial(samplers.ddim_sample, eta=settings.eta, clip_denoised=settings.clip_denoised)
     else:
@@ -157,14 +155,13 @@ class SampleJob:
 
     def _scheme_stages(self, video_length: int, n_obs: int) -> list[Stage]:
         """The validated stages of the chosen scheme for one chunk."""
-        stages = scheme_stages(
+        return scheme_stages(
             self.settings.sampling_scheme,
             video_length=video_length,
             num_observed_frames=n_obs,
             max_frames=self.max_frames,
             step_size=self.max_latent_frames,
         )
-        return [Stage.of(obs, latent) for obs, latent in stages]
 
     def indices(self) -> list[int]:
         """The dataset indices (or unconditional sample numbers) this job covers."""
@@ -220,7 +217,7 @@ class SampleJob:
                 chunk_length=self.chunk_length, context=self.context,
                 seed=settings.seed * 1_000_003 + settings.sample_idx, video_keys=batch,
                 batch_stages=settings.batch_stages, max_batch=settings.max_batch,
-                device=settings.device, on_stage=lambda n: bar.update(n * len(batch)),
+                device=settings.device, on_rows=bar.update,
             )
         except BaseException:
             for writer in writers:

@@ -13,7 +13,8 @@ from typing import Callable, Sequence
 import torch
 
 from flexvid.errors import SchemeError
-from flexvid.sampling.engine import SampleFn, Stage, run_stages, stage_seed
+from flexvid.sampling.engine import SampleFn, run_stages, stage_seed
+from flexvid.schemes.stage import Stage
 
 # make_stages(video_length, num_observed_frames) -> the validated stage list for one chunk
 MakeStages = Callable[[int, int], Sequence[Stage]]
@@ -56,7 +57,7 @@ def generate_long(
     batch_stages: bool = True,
     max_batch: int = 64,
     device: torch.device | str = "cpu",
-    on_stage: Callable[[int], None] | None = None,
+    on_rows: Callable[[int], None] | None = None,
 ) -> None:
     """Generate `total_length` frames for each video in the batch, starting from `observed`
     (B, n_obs, C, H, W), and call `emit(start, frames)` with each run of finished frames
@@ -80,7 +81,7 @@ def generate_long(
             batch_stages=batch_stages,
             max_batch=max_batch,
             device=device,
-            on_stage=on_stage,
+            on_rows=on_rows,
         )
         first_new = 0 if chunk_index == 0 else known
         emit(offset + first_new, buffer[:, first_new:length].clone())

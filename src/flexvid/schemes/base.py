@@ -64,7 +64,7 @@ class SamplingScheme(abc.ABC):
         if self.step_size >= self.max_frames:
             raise SchemeError(
                 f"step_size={self.step_size} must be smaller than max_frames={self.max_frames} so each stage "
-                "has room to condition on earlier frames; lower --max_latent_frames."
+                "has room to condition on earlier frames; lower step_size (--max_latent_frames)."
             )
 
     def unconditional_latents(self) -> Sequence[int]:

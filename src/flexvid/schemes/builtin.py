@@ -18,6 +18,7 @@ import numpy as np
 from flexvid.errors import SchemeError
 from flexvid.schemes.base import SamplingScheme
 from flexvid.schemes.registry import register_scheme
+from flexvid.schemes.validate import format_frames
 
 
 class _NextFramesScheme(SamplingScheme):
@@ -44,8 +45,8 @@ class LongRange(_NextFramesScheme):
         super().check_parameters()
         if self.max_frames - self.step_size < 2:
             raise SchemeError(
-                f"{self.describe()} needs at least 2 conditioning slots (one recent, one observed frame) but "
-                f"max_frames - step_size = {self.max_frames - self.step_size}; lower step_size or raise max_frames."
+                f"{self.describe()} needs max_frames - step_size >= 2 conditioning slots (recent and "
+                f"observed frames) but has {self.max_frames - self.step_size}; lower step_size or raise max_frames."
             )
 
     def choose_stage(self) -> tuple[Sequence[int], Sequence[int]]:
@@ -113,9 +114,11 @@ class Hierarchy(SamplingScheme):
             start = min(i for i in range(self.video_length) if i not in self.done) - 1 + self.spacing(step)
         latent = self._level_one_latents(step) if self.level == 1 else self._gap_latents(start, step)
         if not latent:
+            remaining = [i for i in range(self.video_length) if i not in self.done]
             raise SchemeError(
-                f"{self.describe()} finds no frame to generate at level {self.level} although frames remain; "
-                "this combination of T, max_frames and step_size cannot work, try another step_size."
+                f"{self.describe()} cannot work: at level {self.level} its spacing of {self.spacing(step)} frames "
+                f"jumps past the remaining frames {format_frames(remaining)}, so no frame is chosen; use fewer "
+                "levels, a longer video or another step_size."
             )
         slots = self.max_frames - step
         obs = [i for i in range(min(latent), max(latent)) if i in self.done]

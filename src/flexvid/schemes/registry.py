@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+import inspect
+from typing import Any, Callable, TypeVar
 
 from flexvid.errors import SchemeError
 from flexvid.schemes.base import SamplingScheme
@@ -43,3 +44,16 @@ def scheme_class(name: str) -> type[SamplingScheme]:
             "(or give the path of a .yaml scheme file)."
         )
     return _SCHEMES[name]
+
+
+def create_scheme(name: str, **arguments: Any) -> SamplingScheme:
+    """An instance of the scheme registered under `name`; wrong or missing arguments are a SchemeError."""
+    cls = scheme_class(name)
+    missing = [key for key in ("video_length", "num_observed_frames", "max_frames", "step_size") if arguments.get(key) is None]
+    if missing:
+        raise SchemeError(f"Scheme '{name}' needs {', '.join(missing)}; pass them (or use a scheme file that sets them).")
+    try:
+        inspect.signature(cls).bind(**arguments)
+    except TypeError as err:
+        raise SchemeError(f"Scheme '{name}' cannot take these arguments ({err}); see `flexvid schemes`.") from None
+    return cls(**arguments)

@@ -1,0 +1,157 @@
+"""`flexvid metrics EVAL_DIR`: per-frame PSNR, SSIM and LPIPS (best of k samples), and optionally the
+scheme's test diffusion loss, written to EVAL_DIR/metrics-<N>-<k>.json with the protocol."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from flexvid.errors import DatasetError
+from flexvid.eval.eval_dir import (
+    EvalSettings,
+    GroundTruth,
+    available_samples,
+    count_leading_videos,
+    load_video_file,
+    paired_videos,
+    read_settings,
+    sample_path,
+)
+from flexvid.eval.frame_metrics import PSNR_MAX_DB, SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW, evaluate_videos
+from flexvid.eval.weights import ALEXNET, find_installed, where_to_get
+from flexvid.sampling.outputs import save_json
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("eval_dir", help="evaluation directory with settings.json and samples/")
+    parser.add_argument("--num_videos", type=int, default=None, help="the first N test videos (default: all with k samples)")
+    parser.add_argument("--num_samples", type=int, default=None, help="k samples per video, indices 0..k-1 (default: all of video 0's)")
+    parser.add_argument("--alexnet", default=None, help=f"torchvision AlexNet weights ({ALEXNET.filename}) for LPIPS")
+    parser.add_argument("--lpips_heads", default=None, help="LPIPS v0.1 AlexNet heads (default: from the lpips package)")
+    parser.add_argument("--no_lpips", action="store_true", help="skip LPIPS")
+    parser.add_argument("--gt_dir", default=None, help="folder of NNNN.npy uint8 test videos, instead of the dataset")
+    parser.add_argument("--data_dir", default=None, help="dataset location, overriding settings.json")
+    parser.add_argument("--loss", default=None, metavar="CHECKPOINT", help="also compute the scheme's test diffusion loss")
+    parser.add_argument("--loss_timesteps", type=int, default=10, help="timesteps sampled per stage for --loss")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the timesteps and noise for --loss")
+    parser.add_argument("--out", default=None, help="output JSON (default: EVAL_DIR/metrics-<N>-<k>.json)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _num_samples(eval_dir: Path, requested: int | None) -> int:
+    if requested is not None:
+        return requested
+    first = available_samples(eval_dir).get(0, [])
+    count = 0
+    while count in first:
+        count += 1
+    if count == 0:
+        raise DatasetError(f"No samples of test video 0 in {eval_dir / 'samples'}; generate samples first.")
+    return count
+
+
+def _lpips(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The LPIPS network and its provenance, or None and the reason it is skipped."""
+    if args.no_lpips:
+        return None, {"computed": False, "reason": "disabled with --no_lpips"}
+    if args.alexnet is None and find_installed(ALEXNET.name) is None:
+        reason = f"AlexNet weights not found: {where_to_get(ALEXNET)}"
+        print(f"note: LPIPS skipped; {reason}")
+        return None, {"computed": False, "reason": reason}
+    from flexvid.eval.lpips import load_lpips
+
+    model, provenance = load_lpips(args.alexnet, args.lpips_heads)
+    return model.to(args.device), {"computed": True, "version": "LPIPS v0.1, AlexNet backbone", **provenance}
+
+
+def _scheme_loss(args: argparse.Namespace, settings: EvalSettings, truth: GroundTruth, num_videos: int) -> dict[str, Any]:
+    """The scheme's test diffusion loss on the first `num_videos` test videos."""
+    from flexvid.checkpoint import load_pretrained
+    from flexvid.eval.scheme_loss import scheme_loss
+    from flexvid.schemes import scheme_stages
+
+    pretrained = load_pretrained(args.loss, device=args.device)
+    step_size = settings.extra.get("max_latent_frames") or settings.max_frames // 2
+    stages = [
+        (list(obs), list(latent))
+        for obs, latent in scheme_stages(
+            settings.sampling_scheme, video_length=settings.T, num_observed_frames=settings.n_obs,
+            max_frames=settings.max_frames, step_size=step_size,
+        )
+    ]
+    generator = torch.Generator().manual_seed(args.seed)
+    totals = []
+    for index in range(num_videos):
+        video = torch.from_numpy(truth[index]).float().div(127.5).sub(1).unsqueeze(0).to(args.device)
+        totals.append(
+            scheme_loss(
+                pretrained.model, pretrained.diffusion, video, stages,
+                num_timesteps_samples=args.loss_timesteps, generator=generator,
+            ).item()
+        )
+    generated = sum(len(latent) for _, latent in stages)
+    total = float(np.mean(totals))
+    return {
+        "total_per_video": total,
+        "per_generated_frame": total / generated,
+        "protocol": {
+            "checkpoint": str(args.loss),
+            "stages": len(stages),
+            "generated_frames": generated,
+            "timesteps_per_stage": args.loss_timesteps,
+            "seed": args.seed,
+            "term": "vb if the model learns its variance, else eval-mse (latent frames)",
+            "videos": "ground-truth test videos",
+        },
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    eval_dir = Path(args.eval_dir)
+    settings = read_settings(eval_dir)
+    k = _num_samples(eval_dir, args.num_samples)
+    sample_indices = list(range(k))
+    num_videos = args.num_videos if args.num_videos is not None else count_leading_videos(eval_dir, sample_indices)
+    if num_videos < 1:
+        raise DatasetError(f"No test video has samples {sample_indices} in {eval_dir / 'samples'}; lower --num_samples.")
+    truth = GroundTruth(settings, gt_dir=args.gt_dir, data_dir=args.data_dir)
+    lpips, lpips_info = _lpips(args)
+    scores = evaluate_videos(paired_videos(eval_dir, truth, num_videos, sample_indices), settings.n_obs, lpips)
+    frames, channels, height, width = load_video_file(sample_path(eval_dir, 0, 0)).shape
+    result: dict[str, Any] = {
+        **scores,
+        "protocol": {
+            "num_videos": num_videos,
+            "samples_per_video": k,
+            "selection": "per frame, the best of the k samples; then the mean over videos, then over frames",
+            "frames_per_video": frames,
+            "n_obs": settings.n_obs,
+            "latent_frames": f"frames {settings.n_obs}..{frames - 1} (not observed)",
+            "all_frames": f"frames 0..{frames - 1} (observed frames included)",
+            "resolution": [height, width],
+            "channels": channels,
+            "data_range": "[0, 1] per channel (uint8 / 255)",
+            "psnr": f"per frame over all channels, capped at {PSNR_MAX_DB:g} dB",
+            "ssim": f"gaussian window {SSIM_WINDOW}, sigma {SSIM_SIGMA}, K1 {SSIM_K1}, K2 {SSIM_K2}, valid region",
+            "lpips": lpips_info,
+            "ground_truth": truth.source,
+            "dataset": settings.dataset,
+            "sampling_scheme": settings.sampling_scheme,
+            "max_frames": settings.max_frames,
+        },
+    }
+    if args.loss is not None:
+        result["loss"] = _scheme_loss(args, settings, truth, num_videos)
+    out = Path(args.out) if args.out else eval_dir / f"metrics-{num_videos}-{k}.json"
+    save_json(out, result)
+    for group in ("latent_frames", "all_frames"):
+        means = ", ".join(f"{name} {values['mean']:.4f}" for name, values in scores[group].items())
+        print(f"{group}: {means}")
+    if "loss" in result:
+        print(f"scheme loss: {result['loss']['per_generated_frame']:.5f} per generated frame")
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,262 @@
+"""Per-frame PSNR/SSIM/LPIPS, best-of-k selection, `flexvid metrics`, and the scheme's test diffusion loss."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from flexvid.cli.main import main
+from flexvid.errors import DatasetError, SchemeError, WeightsError
+from flexvid.eval.alexnet import AlexNetFeatures, load_alexnet
+from flexvid.eval.frame_metrics import (
+    SSIM_K1,
+    SSIM_K2,
+    best_of_k,
+    evaluate_videos,
+    gaussian_window,
+    psnr,
+    ssim,
+)
+from flexvid.eval.lpips import load_lpips, load_lpips_heads, locate_lpips_heads
+from flexvid.eval.weights import LPIPS_ALEX_HEADS, sha256_of
+
+# ---------------------------------------------------------------------------------------------
+# PSNR and SSIM
+
+
+def test_psnr_of_a_uniform_error_and_of_identical_frames():
+    x = torch.full((2, 3, 8, 8), 0.5)
+    assert torch.allclose(psnr(x, x + 0.1), torch.tensor([20.0, 20.0], dtype=torch.float64))
+    assert torch.equal(psnr(x, x), torch.tensor([100.0, 100.0], dtype=torch.float64))
+
+
+def test_ssim_of_constant_frames_is_the_luminance_term():
+    a, b = 0.2, 0.5
+    x, y = torch.full((1, 1, 16, 16), a), torch.full((1, 1, 16, 16), b)
+    c1 = SSIM_K1**2
+    assert ssim(x, y).item() == pytest.approx((2 * a * b + c1) / (a * a + b * b + c1), rel=1e-6)
+
+
+def direct_ssim(x: np.ndarray, y: np.ndarray) -> float:
+    """SSIM of two (H, W) images by explicit window sums at every valid position."""
+    window = np.outer(gaussian_window().numpy(), gaussian_window().numpy())
+    size = window.shape[0]
+    c1, c2 = SSIM_K1**2, SSIM_K2**2
+    values = []
+    for i in range(x.shape[0] - size + 1):
+        for j in range(x.shape[1] - size + 1):
+            px, py = x[i : i + size, j : j + size], y[i : i + size, j : j + size]
+            mx, my = (window * px).sum(), (window * py).sum()
+            vx, vy = (window * (px - mx) ** 2).sum(), (window * (py - my) ** 2).sum()
+            cxy = (window * (px - mx) * (py - my)).sum()
+            values.append((2 * mx * my + c1) * (2 * cxy + c2) / ((mx**2 + my**2 + c1) * (vx + vy + c2)))
+    return float(np.mean(values))
+
+
+def test_ssim_matches_a_direct_windowed_computation_and_averages_channels():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(2, 13, 14))
+    y = np.clip(x + rng.normal(scale=0.2, size=x.shape), 0, 1)
+    expected = np.mean([direct_ssim(x[c], y[c]) for c in range(2)])
+    got = ssim(torch.from_numpy(x)[None], torch.from_numpy(y)[None]).item()
+    assert got == pytest.approx(expected, rel=1e-10)
+    assert ssim(torch.from_numpy(x)[None], torch.from_numpy(x)[None]).item() == pytest.approx(1.0)
+
+
+def test_ssim_rejects_frames_smaller_than_its_window():
+    with pytest.raises(DatasetError, match="at least 11x11"):
+        ssim(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8))
+
+
+def test_best_of_k_takes_the_max_or_min_per_frame():
+    scores = torch.tensor([[1.0, 5.0, 3.0], [4.0, 2.0, 3.5]])
+    assert torch.equal(best_of_k(scores, higher_is_better=True), torch.tensor([4.0, 5.0, 3.5]))
+    assert torch.equal(best_of_k(scores, higher_is_better=False), torch.tensor([1.0, 2.0, 3.0]))
+
+
+def test_evaluate_videos_picks_the_best_sample_per_frame_and_splits_latent_from_all_frames():
+    rng = np.random.default_rng(1)
+    truth = rng.integers(0, 256, (6, 1, 12, 12), dtype=np.uint8)
+    noisy = np.clip(truth.astype(int) + rng.integers(-40, 40, truth.shape), 0, 255).astype(np.uint8)
+    first_half_right = np.concatenate([truth[:3], noisy[3:]])
+    second_half_right = np.concatenate([noisy[:3], truth[3:]])
+    alone = evaluate_videos([(0, truth, [first_half_right])], n_obs=2)
+    both = evaluate_videos([(0, truth, [first_half_right, second_half_right])], n_obs=2)
+    assert both["all_frames"]["psnr"]["per_frame"] == [100.0] * 6
+    assert both["latent_frames"]["ssim"]["per_frame"] == pytest.approx([1.0] * 4)
+    assert alone["latent_frames"]["psnr"]["per_frame"][:1] == [100.0]
+    assert alone["latent_frames"]["psnr"]["mean"] < 100.0
+    curve = alone["all_frames"]["ssim"]["per_frame"]
+    assert alone["latent_frames"]["ssim"]["mean"] == pytest.approx(np.mean(curve[2:]))
+    assert alone["all_frames"]["ssim"]["mean"] == pytest.approx(np.mean(curve))
+    assert "lpips" not in alone["all_frames"]
+
+
+# ---------------------------------------------------------------------------------------------
+# AlexNet and LPIPS
+
+
+@pytest.fixture(scope="module")
+def alexnet_file(tmp_path_factory) -> Path:
+    """Random AlexNet weights in torchvision's format (features plus a stand-in classifier entry)."""
+    torch.manual_seed(0)
+    state = dict(AlexNetFeatures().state_dict())
+    state["classifier.6.bias"] = torch.zeros(1000)
+    path = tmp_path_factory.mktemp("alexnet") / "alexnet_random.pth"
+    torch.save(state, path)
+    return path
+
+
+def test_lpips_is_zero_for_identical_images_and_grows_with_noise(alexnet_file):
+    model, provenance = load_lpips(alexnet_file)
+    torch.manual_seed(1)
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    noise = torch.randn_like(images)
+    assert torch.equal(model(images, images), torch.zeros(2))
+    distances = [model(images, (images + scale * noise).clamp(-1, 1)) for scale in (0.05, 0.2, 0.8)]
+    assert all((near < far).all() for near, far in zip(distances, distances[1:]))
+    gray = images[:, :1]
+    assert model(gray, gray.flip(-1)).shape == (2,)
+    assert provenance["heads"]["sha256"] == LPIPS_ALEX_HEADS.sha256 and provenance["heads"]["checksum_verified"]
+    assert provenance["backbone"] == {"file": "alexnet_random.pth", "sha256": sha256_of(alexnet_file), "checksum_verified": False}
+
+
+def test_lpips_heads_come_from_the_lpips_wheel_and_have_five_layers():
+    heads = load_lpips_heads(locate_lpips_heads().path)
+    assert [h.shape[1] for h in heads] == [64, 192, 384, 256, 256]
+    assert all((h >= 0).all() for h in heads)
+
+
+def test_wrong_alexnet_or_heads_files_are_clear_errors(tmp_path, monkeypatch):
+    bad = tmp_path / "bad.pth"
+    torch.save({"features.0.weight": torch.zeros(64, 3, 11, 11), "fc.weight": torch.zeros(2)}, bad)
+    with pytest.raises(WeightsError, match="not a torchvision AlexNet state dict.*missing features.0.bias.*unexpected fc.weight"):
+        load_alexnet(bad)
+    with pytest.raises(WeightsError, match="not an LPIPS heads file"):
+        load_lpips_heads(bad)
+    monkeypatch.setenv("FLEXVID_WEIGHTS_DIR", str(tmp_path))
+    (tmp_path / LPIPS_ALEX_HEADS.filename).write_bytes(b"corrupt")
+    with pytest.raises(WeightsError, match="SHA-256"):
+        locate_lpips_heads()
+    with pytest.raises(WeightsError, match="flexvid weights download alexnet"):
+        load_alexnet()
+
+
+# ---------------------------------------------------------------------------------------------
+# `flexvid metrics`
+
+
+def make_eval_dir(root: Path, truth: list[np.ndarray], samples: list[list[np.ndarray]], n_obs: int) -> Path:
+    eval_dir, gt_dir = root / "eval", root / "gt"
+    (eval_dir / "samples").mkdir(parents=True)
+    gt_dir.mkdir()
+    settings = {
+        "dataset": "moving_mnist", "data_dir": None, "T": int(truth[0].shape[0]), "image_size": int(truth[0].shape[-1]),
+        "n_obs": n_obs, "sampling_scheme": "autoreg", "max_frames": 4,
+    }
+    (eval_dir / "settings.json").write_text(json.dumps(settings))
+    for index, (reference, video_samples) in enumerate(zip(truth, samples)):
+        np.save(gt_dir / f"{index:04d}.npy", reference)
+        for k, sample in enumerate(video_samples):
+            np.save(eval_dir / "samples" / f"sample_{index:04d}-{k}.npy", sample)
+    return eval_dir
+
+
+def run_cli(*argv: str) -> int:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(argv))
+    return exit_info.value.code
+
+
+@pytest.fixture()
+def tiny_eval(tmp_path) -> Path:
+    rng = np.random.default_rng(2)
+    truth = [rng.integers(0, 256, (5, 3, 32, 32), dtype=np.uint8) for _ in range(2)]
+    samples = [
+        [np.concatenate([v[:2], rng.integers(0, 256, (3, 3, 32, 32), dtype=np.uint8)]) for _ in range(2)] for v in truth
+    ]
+    return make_eval_dir(tmp_path, truth, samples, n_obs=2)
+
+
+def test_metrics_command_writes_labelled_scores_with_lpips(tiny_eval, alexnet_file):
+    gt = str(tiny_eval.parent / "gt")
+    assert run_cli("metrics", str(tiny_eval), "--gt_dir", gt, "--alexnet", str(alexnet_file)) == 0
+    result = json.loads((tiny_eval / "metrics-2-2.json").read_text())
+    for name in ("psnr", "ssim", "lpips"):
+        assert len(result["all_frames"][name]["per_frame"]) == 5
+        assert len(result["latent_frames"][name]["per_frame"]) == 3
+    assert result["all_frames"]["psnr"]["per_frame"][:2] == [100.0, 100.0]  # observed frames are copied
+    assert result["latent_frames"]["psnr"]["mean"] < 20
+    assert result["all_frames"]["lpips"]["per_frame"][:2] == [0.0, 0.0]
+    protocol = result["protocol"]
+    assert protocol["num_videos"] == 2 and protocol["samples_per_video"] == 2 and protocol["n_obs"] == 2
+    assert protocol["lpips"]["computed"] is True and protocol["lpips"]["backbone"]["sha256"] == sha256_of(alexnet_file)
+
+
+def test_metrics_without_alexnet_weights_skips_lpips_and_says_so(tiny_eval, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FLEXVID_WEIGHTS_DIR", str(tmp_path / "empty"))
+    out = tmp_path / "m.json"
+    gt = str(tiny_eval.parent / "gt")
+    assert run_cli("metrics", str(tiny_eval), "--gt_dir", gt, "--num_samples", "1", "--out", str(out)) == 0
+    result = json.loads(out.read_text())
+    assert "lpips" not in result["latent_frames"] and result["protocol"]["lpips"]["computed"] is False
+    assert "alexnet-owt-7be5be79.pth" in result["protocol"]["lpips"]["reason"]
+    assert "LPIPS skipped" in capsys.readouterr().out
+
+
+def test_metrics_errors_on_shape_mismatch_and_missing_samples(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    truth = [rng.integers(0, 256, (5, 3, 16, 16), dtype=np.uint8)]
+    eval_dir = make_eval_dir(tmp_path, truth, [[truth[0][:, :, :12]]], n_obs=1)
+    gt = str(tmp_path / "gt")
+    assert run_cli("metrics", str(eval_dir), "--gt_dir", gt, "--no_lpips") == 2
+    assert "but test video 0 has (5, 3, 16, 16)" in capsys.readouterr().err
+    assert run_cli("metrics", str(eval_dir), "--gt_dir", gt, "--no_lpips", "--num_samples", "3") == 2
+    assert "lower --num_samples" in capsys.readouterr().err
+    assert run_cli("metrics", str(eval_dir), "--gt_dir", gt, "--no_lpips", "--num_videos", "2") == 2
+    assert "only the first 1 have samples [0]" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# Scheme loss
+
+
+@pytest.fixture(scope="module")
+def tiny_model_and_diffusion():
+    from flexvid.config import DiffusionConfig, ModelConfig
+    from flexvid.diffusion import build_diffusion
+    from flexvid.nn import UNetVideo
+
+    torch.manual_seed(0)
+    config = ModelConfig(image_size=16, in_channels=1, num_channels=32, num_res_blocks=1, channel_mult=(1, 2),
+                         num_heads=2, attention_resolutions=(8,), max_frames=4)
+    model = UNetVideo(config).eval()
+    for parameter in model.parameters():  # zero-initialised output layers would hide the inputs
+        if parameter.abs().sum() == 0:
+            torch.nn.init.normal_(parameter, std=0.02)
+    return model, build_diffusion(DiffusionConfig(diffusion_steps=50))
+
+
+def test_scheme_loss_sums_its_stages_and_depends_on_what_is_observed(tiny_model_and_diffusion):
+    from flexvid.eval.scheme_loss import scheme_loss
+
+    model, diffusion = tiny_model_and_diffusion
+    videos = torch.rand(2, 6, 1, 16, 16) * 2 - 1
+    first, second = ([0, 1], [2, 3]), ([2, 3], [4, 5])
+
+    def loss(stages, generator):
+        return scheme_loss(model, diffusion, videos, stages, num_timesteps_samples=2, generator=generator)
+
+    both = loss([first, second], torch.Generator().manual_seed(0))
+    assert both.shape == (2,) and torch.isfinite(both).all() and (both > 0).all()
+    generator = torch.Generator().manual_seed(0)  # the same draws, one stage at a time
+    torch.testing.assert_close(both, loss([first], generator) + loss([second], generator))
+    observed_early = loss([([0, 1], [2, 3])], torch.Generator().manual_seed(1))
+    observed_late = loss([([4, 5], [2, 3])], torch.Generator().manual_seed(1))
+    assert not torch.allclose(observed_early, observed_late)
+    with pytest.raises(SchemeError, match="outside the 6-frame videos"):
+        loss([([0], [6])], None)
