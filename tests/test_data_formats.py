@@ -253,6 +253,8 @@ def test_video_decoding_windows_and_errors(tmp_path):
     (tmp_path / "bad.mp4").write_bytes(b"\x00\x01garbage" * 64)
     with pytest.raises(VideoDecodeError, match="Cannot decode video .*bad.mp4"):
         read_video_frames(tmp_path / "bad.mp4", backend="ffmpeg")
+    with pytest.raises(VideoDecodeError, match="Unknown video backend"):
+        read_video_frames(tmp_path / "clip.mp4", backend="gstreamer")
 
 
 def test_pyav_backend_matches_ffmpeg(tmp_path):

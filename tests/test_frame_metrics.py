@@ -260,3 +260,34 @@ def test_scheme_loss_sums_its_stages_and_depends_on_what_is_observed(tiny_model_
     assert not torch.allclose(observed_early, observed_late)
     with pytest.raises(SchemeError, match="outside the 6-frame videos"):
         loss([([0], [6])], None)
+
+
+def test_metrics_command_adds_the_scheme_loss_of_a_checkpoint(tiny_model_and_diffusion, tmp_path):
+    from flexvid.checkpoint import save_weights
+    from flexvid.config import DiffusionConfig, to_dict
+
+    model, _ = tiny_model_and_diffusion
+    checkpoint = tmp_path / "checkpoint"
+    save_weights(checkpoint, model.state_dict(), {"model": to_dict(model.config), "diffusion": to_dict(DiffusionConfig(diffusion_steps=50))})
+    rng = np.random.default_rng(4)
+    truth = [rng.integers(0, 256, (6, 1, 16, 16), dtype=np.uint8)]
+    eval_dir = make_eval_dir(tmp_path, truth, [[truth[0]]], n_obs=2)
+    args = ("metrics", str(eval_dir), "--gt_dir", str(tmp_path / "gt"), "--no_lpips", "--loss", str(checkpoint), "--loss_timesteps", "1")
+    assert run_cli(*args) == 0
+    loss = json.loads((eval_dir / "metrics-1-1.json").read_text())["loss"]
+    # autoreg with K = 4 and 2 latent frames per stage generates frames 2-3, then 4-5.
+    assert loss["protocol"]["stages"] == 2 and loss["protocol"]["generated_frames"] == 4
+    assert loss["total_per_video"] > 0 and loss["per_generated_frame"] == pytest.approx(loss["total_per_video"] / 4)
+
+
+def test_metrics_read_the_ground_truth_from_the_dataset_test_split(tmp_path):
+    from flexvid.data.base import build_dataset
+    from flexvid.eval.eval_dir import float_to_uint8
+
+    dataset = build_dataset("moving_mnist", "test", T=6, image_size=32)
+    truth = [float_to_uint8(dataset[index][0]) for index in range(2)]
+    eval_dir = make_eval_dir(tmp_path, truth, [[video] for video in truth], n_obs=1)
+    assert run_cli("metrics", str(eval_dir), "--no_lpips") == 0
+    result = json.loads((eval_dir / "metrics-2-1.json").read_text())
+    assert result["all_frames"]["psnr"]["per_frame"] == [100.0] * 6
+    assert result["protocol"]["ground_truth"] == "moving_mnist test split"

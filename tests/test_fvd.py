@@ -326,3 +326,12 @@ def test_fvd_errors_on_length_mismatch_and_too_few_samples(tmp_path, i3d_file, c
     assert "only the first 3 have samples [0]" in capsys.readouterr().err
     assert run_cli("fvd", str(tmp_path), "--i3d", str(i3d_file)) == 2
     assert "settings.json not found" in capsys.readouterr().err
+
+
+def test_weights_list_shows_what_is_installed_and_what_is_wrong(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FLEXVID_WEIGHTS_DIR", str(tmp_path))
+    (tmp_path / "alexnet-owt-7be5be79.pth").write_bytes(b"not the torchvision file")
+    assert run_cli("weights", "list") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any("alexnet-owt-7be5be79.pth" in line and "WRONG CHECKSUM" in line for line in lines)
+    assert any("i3d_pretrained_400.pt" in line and "missing" in line for line in lines)

@@ -140,11 +140,12 @@ def run(args: argparse.Namespace) -> int:
         trainer = Trainer(config, run_dir, dist_info, resume_from=checkpoint, out=sys.stderr)
         say(f"training in {run_dir} on {dist_info.world_size} process(es), device {dist_info.device}", file=sys.stderr)
         result = trainer.train()
-        say(
-            f"done at step {result.step}. Outputs in {run_dir}: checkpoints/ (newest {result.checkpoint}), "
-            f"metrics.jsonl, samples/ (GIF/MP4), tensorboard/ (view: tensorboard --logdir {run_dir / 'tensorboard'})",
-            file=sys.stderr,
-        )
+        outputs = [f"checkpoints/ (newest: {result.checkpoint.name if result.checkpoint else 'none'})", "metrics.jsonl"]
+        if (run_dir / "samples").is_dir():
+            outputs.append("samples/ (GIF and MP4 sample videos)")
+        if (run_dir / "tensorboard").is_dir():
+            outputs.append(f"tensorboard/ (view with: tensorboard --logdir {run_dir / 'tensorboard'})")
+        say(f"done at step {result.step}; outputs in {run_dir}: {', '.join(outputs)}", file=sys.stderr)
     finally:
         cleanup_distributed()
     if result.stopped_by:

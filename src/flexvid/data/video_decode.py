@@ -8,6 +8,7 @@ instead when it is installed (it decodes in-process, without starting a subproce
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import warnings
 from pathlib import Path
@@ -42,9 +43,7 @@ def resolve_backend(backend: str = "auto") -> str:
         raise VideoDecodeError(f"Unknown video backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
     if backend == "ffmpeg":
         return "ffmpeg"
-    try:
-        import av  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("av") is None:
         if backend == "pyav":
             raise VideoDecodeError("The 'pyav' video backend needs PyAV; install it with `pip install av`.")
         return "ffmpeg"

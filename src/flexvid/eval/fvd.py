@@ -93,28 +93,36 @@ def frechet_distance_from_features(features1: np.ndarray | torch.Tensor, feature
     return frechet_distance(feature_statistics(features1), feature_statistics(features2))
 
 
-def extract_features(
+def paired_features(
     embed: Callable[[torch.Tensor], torch.Tensor],
-    videos: Iterable[np.ndarray],
+    pairs: Iterable[tuple[np.ndarray, np.ndarray]],
     batch_size: int,
-) -> np.ndarray:
-    """Embed uint8 (T, C, H, W) videos in batches with `embed` (e.g. `I3DFeatures`); returns (N, D) float64."""
-    features: list[np.ndarray] = []
-    batch: list[np.ndarray] = []
+) -> tuple[np.ndarray, np.ndarray]:
+    """Embed (sample, test video) pairs of uint8 (T, C, H, W) videos in batches; returns two (N, D) float64 arrays.
+
+    Only one batch of videos is held in memory at a time, so long videos of many test items fit.
+    """
+    if batch_size < 1:
+        raise DatasetError(f"batch_size must be at least 1, got {batch_size}.")
+    fake: list[np.ndarray] = []
+    real: list[np.ndarray] = []
+    batch: list[tuple[np.ndarray, np.ndarray]] = []
 
     def flush() -> None:
-        features.append(embed(torch.from_numpy(np.stack(batch))).double().numpy())
+        samples, references = zip(*batch)
+        fake.append(embed(torch.from_numpy(np.stack(samples))).double().numpy())
+        real.append(embed(torch.from_numpy(np.stack(references))).double().numpy())
         batch.clear()
 
-    for video in videos:
-        batch.append(video)
+    for pair in pairs:
+        batch.append(pair)
         if len(batch) == batch_size:
             flush()
     if batch:
         flush()
-    if not features:
+    if not fake:
         raise DatasetError("No videos to embed; check the evaluation directory and --num_videos.")
-    return np.concatenate(features, axis=0)
+    return np.concatenate(fake), np.concatenate(real)
 
 
 def fvd_of_eval_dir(
@@ -140,16 +148,13 @@ def fvd_of_eval_dir(
         raise DatasetError(f"FVD needs at least 2 videos, got {num_videos}; generate more samples or raise --num_videos.")
     truth = GroundTruth(settings, gt_dir=gt_dir, data_dir=data_dir)
     shapes: list[tuple[int, ...]] = []
-    real: list[np.ndarray] = []
 
-    def samples() -> Iterable[np.ndarray]:
+    def pairs() -> Iterable[tuple[np.ndarray, np.ndarray]]:
         for _, reference, (sample,) in paired_videos(eval_dir, truth, num_videos, [sample_idx]):
             shapes.append(sample.shape)
-            real.append(reference)
-            yield sample
+            yield sample, reference
 
-    fake_features = extract_features(i3d, samples(), batch_size)
-    real_features = extract_features(i3d, real, batch_size)
+    fake_features, real_features = paired_features(i3d, pairs(), batch_size)
     score = frechet_distance(feature_statistics(fake_features), feature_statistics(real_features))
     frames, channels, height, width = shapes[0]
     describe = getattr(i3d, "describe", None)
@@ -180,10 +185,10 @@ def fvd_of_eval_dir(
 __all__ = [
     "GaussianStats",
     "RankDeficientCovarianceWarning",
-    "extract_features",
     "feature_statistics",
     "frechet_distance",
     "frechet_distance_from_features",
     "fvd_of_eval_dir",
+    "paired_features",
     "trace_sqrt_product",
 ]

@@ -22,7 +22,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flexvid.errors import DatasetError, WeightsError
-from flexvid.eval.weights import I3D_STATE_DICT, I3D_TORCHSCRIPT, LocatedWeights, find_installed, locate_weights
+from flexvid.eval.weights import (
+    I3D_STATE_DICT,
+    I3D_TORCHSCRIPT,
+    WEIGHTS_DIR_ENV,
+    LocatedWeights,
+    find_installed,
+    locate_weights,
+    weights_dir,
+)
 
 I3D_RESOLUTION = 224
 NUM_CLASSES = 400
@@ -253,10 +261,13 @@ def load_i3d(path: str | Path | None = None, device: str | torch.device = "cpu")
     if path is None:
         found = find_installed(I3D_STATE_DICT.name) or find_installed(I3D_TORCHSCRIPT.name)
         if found is None:
-            located = locate_weights(I3D_STATE_DICT.name)  # raises the missing-weights error
-        else:
-            name = I3D_STATE_DICT.name if found.name == I3D_STATE_DICT.filename else I3D_TORCHSCRIPT.name
-            located = locate_weights(name)
+            raise WeightsError(
+                f"No I3D weights found: put {I3D_STATE_DICT.filename} or {I3D_TORCHSCRIPT.filename} in {weights_dir()} "
+                f"(`flexvid weights download {I3D_STATE_DICT.name}` fetches the first; set {WEIGHTS_DIR_ENV} to use "
+                "another directory), or pass --i3d PATH."
+            )
+        name = I3D_STATE_DICT.name if found.name == I3D_STATE_DICT.filename else I3D_TORCHSCRIPT.name
+        located = locate_weights(name)
     else:
         located = locate_weights(I3D_STATE_DICT.name, path)
     if is_torchscript_archive(located.path):

@@ -355,7 +355,8 @@ class Trainer:
         grad_norm_sum, data_wait, window_start, window_steps = 0.0, 0.0, time.perf_counter(), 0
         saved_step = self.step if resumed else -1
         stopped_by = None
-        batches = iter(self.loader)
+        with torch.random.fork_rng(devices=[]):  # creating the iterator draws a seed from the global RNG
+            batches = iter(self.loader)
         try:
             with StopRequest() as stop:
                 while self.step < train.max_steps:
