@@ -349,3 +349,13 @@ def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path):
     (step, path), = list_checkpoints(run_dir)
     assert 1 <= step < 100000
     latest_valid_checkpoint(run_dir)
+
+
+def test_wandb_logs_offline_without_an_account(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    run_training(tmp_path, tiny(max_steps=1, wandb=True, sample_interval=1, sample_steps=2))
+    run_id = (tmp_path / "wandb_id.txt").read_text().strip()
+    (offline_run,) = (tmp_path / "wandb").glob(f"offline-run-*-{run_id}")
+    assert list(offline_run.glob("*.wandb"))

@@ -107,7 +107,7 @@ def show_info(args: argparse.Namespace) -> int:
     if dataset_spec(name).needs_data_dir and data_dir is None:
         raise DatasetError(f"Dataset {name!r} needs --data_dir pointing at its files.")
     print(f"dataset {name}" + (f" in {data_dir}" if data_dir else ""))
-    sheet_source = None
+    sheet_source, last_error = None, None
     for split in [args.split] if args.split else ["train", "test"]:
         try:
             dataset = _build(name, split, data_dir, args, T=args.T or (1 if name in OWN_DATASETS else None))
@@ -115,11 +115,12 @@ def show_info(args: argparse.Namespace) -> int:
             if args.split:
                 raise
             print(f"  {split}: not available ({err})")
+            last_error = err
             continue
         _print_split(split, dataset)
         sheet_source = sheet_source or (split, dataset)
     if sheet_source is None:
-        raise DatasetError(f"No split of {name} could be loaded; see the messages above.")
+        raise last_error
     split, dataset = sheet_source
     if args.T is None and name in OWN_DATASETS:
         shortest = min(dataset.summary()["lengths"])

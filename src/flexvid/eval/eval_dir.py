@@ -143,11 +143,6 @@ class GroundTruth:
         )
         self.source = f"{settings.dataset} test split"
 
-    def __len__(self) -> int:
-        if self._dataset is not None:
-            return len(self._dataset)
-        return sum(1 for p in self.gt_dir.glob("*.npy") if p.stem.isdigit())
-
     def __getitem__(self, index: int) -> np.ndarray:
         if self._dataset is None:
             return load_video_file(self.gt_dir / f"{index:04d}.npy")

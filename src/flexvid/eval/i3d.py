@@ -232,16 +232,16 @@ def is_torchscript_archive(path: Path) -> bool:
 class I3DFeatures(nn.Module):
     """Maps uint8 videos (B, T, C, H, W) to float64 (B, 400) I3D features, whichever weights format is loaded."""
 
-    def __init__(self, network: nn.Module, weights: LocatedWeights | None, weights_format: str) -> None:
+    def __init__(self, network: nn.Module, weights: LocatedWeights, weights_format: str) -> None:
         super().__init__()
         self.network = network.eval()
         self.weights = weights
-        self.weights_format = weights_format  # "state_dict", "torchscript" or "random"
+        self.weights_format = weights_format  # "state_dict" or "torchscript"
 
     @torch.no_grad()
     def forward(self, videos: Tensor) -> Tensor:
         device = next(self.network.parameters()).device
-        x = preprocess_videos(videos.cpu()).to(device)
+        x = preprocess_videos(videos.to(device))
         if self.weights_format == "torchscript":
             logits = self.network(x, rescale=False, resize=False, return_features=True)
         else:
@@ -250,10 +250,7 @@ class I3DFeatures(nn.Module):
 
     def describe(self) -> dict[str, object]:
         """JSON-ready provenance of the weights in use."""
-        info: dict[str, object] = {"format": self.weights_format}
-        if self.weights is not None:
-            info.update(self.weights.describe())
-        return info
+        return {"format": self.weights_format, **self.weights.describe()}
 
 
 def load_i3d(path: str | Path | None = None, device: str | torch.device = "cpu") -> I3DFeatures:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from flexvid.errors import ConfigError
-from flexvid.nn.layers import NORM_GROUPS, ContextLayer, FrameContext, GroupNorm32, zero_init
+from flexvid.nn.layers import ContextLayer, FrameContext, GroupNorm32, group_norm_rows, project, zero_init
 from flexvid.nn.rpe import RelativePositionEncoding
 
 
@@ -42,14 +42,14 @@ class SpatialAttention(nn.Module):
         n, c, height, width = h.shape
         # (N, C, H, W) in channels-last memory is (N, pixels, C) without a copy.
         x = self.norm(h).permute(0, 2, 3, 1).reshape(n, height * width, c)
-        qkv = self.qkv(x).unflatten(-1, (3, self.num_heads, c // self.num_heads))
+        qkv = project(x, self.qkv).unflatten(-1, (3, self.num_heads, c // self.num_heads))
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # (N, heads, P, C/heads) views
         if self.use_sdpa:
             out = F.scaled_dot_product_attention(q, k, v)
         else:
             weights = torch.softmax(((q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)).float(), dim=-1)
             out = weights.to(v.dtype) @ v
-        x = x + self.proj_out(out.transpose(1, 2).reshape(n, height * width, c))
+        x = x + project(out.transpose(1, 2).reshape(n, height * width, c), self.proj_out)
         return x.view(n, height, width, c).permute(0, 3, 1, 2)
 
 
@@ -70,22 +70,16 @@ class TemporalAttention(nn.Module):
         self.rpe_k = RelativePositionEncoding(*rpe_args)
         self.rpe_v = RelativePositionEncoding(*rpe_args)
 
-    def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        """GroupNorm of (B, P, K, C) with statistics per pixel and group, over channels and frames."""
-        b, p, k, c = x.shape
-        xf = x.float().view(b, p, k, NORM_GROUPS, c // NORM_GROUPS)
-        var, mean = torch.var_mean(xf, dim=(2, 4), unbiased=False, keepdim=True)
-        normed = ((xf - mean) * torch.rsqrt(var + self.norm.eps)).view(b, p, k, c)
-        return (normed * self.norm.weight.float() + self.norm.bias.float()).to(x.dtype)
-
     def forward(self, h: torch.Tensor, ctx: FrameContext) -> torch.Tensor:
         bk, c, height, width = h.shape
         b, k = ctx.batch, ctx.frames
         heads = self.num_heads
         # One copy from channels-last (B, frames, pixels, C) memory into (B, pixels, frames, C).
         pixels = h.permute(0, 2, 3, 1).reshape(b, k, height * width, c)
-        x = self.normalise(pixels.transpose(1, 2).contiguous())
-        q, key, v = self.qkv(x).unflatten(-1, (3, heads, c // heads)).unbind(3)  # (B, P, K, heads, F)
+        x = pixels.transpose(1, 2).reshape(b * height * width, k, c)
+        norm = self.norm
+        x = group_norm_rows(x, norm.weight, norm.bias, norm.eps).view(b, height * width, k, c)
+        q, key, v = project(x.flatten(0, 1), self.qkv).view(b, -1, k, 3, heads, c // heads).unbind(3)
         scale = (c // heads) ** -0.5
         q = q * scale
         logits = q.transpose(2, 3) @ key.permute(0, 1, 3, 4, 2)  # (B, P, heads, K, K)
@@ -95,7 +89,7 @@ class TemporalAttention(nn.Module):
         weights = torch.softmax(logits.float(), dim=-1).to(logits.dtype)
         out = (weights @ v.transpose(2, 3)).transpose(2, 3)  # (B, P, K, heads, F)
         out = out + torch.einsum("bphts,btshf->bpthf", weights, self.rpe_v(ctx).to(weights.dtype))
-        x = x + self.proj_out(out.flatten(3))
+        x = x + project(out.flatten(3).flatten(0, 1), self.proj_out).view_as(x)
         return x.transpose(1, 2).reshape(bk, height, width, c).permute(0, 3, 1, 2)
 
 

@@ -26,6 +26,35 @@ def check_norm_channels(channels: int, where: str) -> None:
         )
 
 
+def group_norm_rows(
+    rows: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    eps: float,
+    scale: torch.Tensor | None = None,
+    shift: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """GroupNorm of channels-last rows (N, R, C): statistics per sample and group over R and the group.
+
+    Statistics are float32 and two-pass (per-channel means and variances, combined exactly per
+    group), so they are as accurate as PyTorch's NCHW kernel. `scale`/`shift` (N, C) apply
+    `* (1 + scale) + shift` afterwards, folded into the affine so the output is one pass.
+    """
+    n, _, c = rows.shape
+    data = rows.float()
+    mean_c = data.mean(1, keepdim=True)
+    var_c = (data - mean_c).square_().mean(1).view(n, NORM_GROUPS, -1)
+    mean_c = mean_c.view(n, NORM_GROUPS, -1)
+    mean_g = mean_c.mean(-1, keepdim=True)
+    var_g = var_c.mean(-1, keepdim=True) + (mean_c - mean_g).square_().mean(-1, keepdim=True)
+    a = (torch.rsqrt(var_g + eps) * weight.float().view(NORM_GROUPS, -1)).view(n, c)
+    b = bias.float() - mean_g.expand(n, NORM_GROUPS, c // NORM_GROUPS).reshape(n, c) * a
+    if scale is not None:
+        a = a * (1 + scale.float())
+        b = b * (1 + scale.float()) + shift.float()
+    return torch.addcmul(b[:, None, :], data, a[:, None, :]).to(rows.dtype)
+
+
 def group_norm(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -34,33 +63,20 @@ def group_norm(
     scale: torch.Tensor | None = None,
     shift: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """GroupNorm of (N, C, H, W) with float32 statistics, then `* (1 + scale) + shift` when given.
+    """GroupNorm of (N, C, H, W) in float32, then `* (1 + scale) + shift` for (N, C) modulations.
 
-    `scale`/`shift` are (N, C) per-sample modulations, folded into the per-channel affine so the
-    whole normalisation is one pass over the data. Channels-last inputs keep their layout; their
-    statistics come from per-channel means and variances combined exactly per group, which stays
-    accurate where one-pass sums of squares lose digits.
+    Channels-last inputs keep their layout (see `group_norm_rows`); others use PyTorch's kernel.
     """
-    n, c = x.shape[:2]
-    groups = NORM_GROUPS
-    if not x.is_contiguous(memory_format=torch.channels_last) or x.dim() != 4:
-        out = F.group_norm(x.float(), groups, weight.float(), bias.float(), eps)
-        if scale is not None:
-            out = torch.addcmul(shift.float()[:, :, None, None], out, 1 + scale.float()[:, :, None, None])
-        return out.to(x.dtype)
-    height, width = x.shape[2:]
-    rows = x.permute(0, 2, 3, 1).reshape(n, height * width, c).float()  # a view when already float32
-    var_c, mean_c = torch.var_mean(rows, dim=1, unbiased=False)
-    mean_c, var_c = mean_c.view(n, groups, -1), var_c.view(n, groups, -1)
-    mean_g = mean_c.mean(-1, keepdim=True)
-    var_g = var_c.mean(-1, keepdim=True) + (mean_c - mean_g).square().mean(-1, keepdim=True)
-    a = (torch.rsqrt(var_g + eps) * weight.float().view(groups, -1)).view(n, c)
-    b = bias.float() - mean_g.expand(n, groups, c // groups).reshape(n, c) * a
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+        n, c, height, width = x.shape
+        rows = x.permute(0, 2, 3, 1).reshape(n, height * width, c)
+        out = group_norm_rows(rows, weight, bias, eps, scale, shift)
+        return out.view(n, height, width, c).permute(0, 3, 1, 2)
+    out = F.group_norm(x.float(), NORM_GROUPS, weight.float(), bias.float(), eps)
     if scale is not None:
-        a = a * (1 + scale.float())
-        b = b * (1 + scale.float()) + shift.float()
-    out = torch.addcmul(b[:, None, :], rows, a[:, None, :]).to(x.dtype)
-    return out.view(n, height, width, c).permute(0, 3, 1, 2)
+        modulation = (1 + scale.float())[:, :, None, None]
+        out = torch.addcmul(shift.float()[:, :, None, None], out, modulation)
+    return out.to(x.dtype)
 
 
 class GroupNorm32(nn.GroupNorm):
@@ -94,6 +110,20 @@ def zero_init(module: nn.Module) -> nn.Module:
     for p in module.parameters():
         p.detach().zero_()
     return module
+
+
+def project(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+    """`layer` applied over the last dim of (N, R, C) `x`.
+
+    On CPU it runs as a 1x1 convolution over N images of R pixels: oneDNN's kernel there is about
+    twice as fast as the BLAS matrix product behind `F.linear` (measured on AMD EPYC).
+    """
+    if x.device.type != "cpu" or x.dim() != 3:
+        return layer(x)
+    n, r, c = x.shape
+    images = x.reshape(n, r, 1, c).permute(0, 3, 1, 2)  # channels-last (N, C, R, 1)
+    out = F.conv2d(images, layer.weight[:, :, None, None], layer.bias)
+    return out.permute(0, 2, 3, 1).reshape(n, r, -1)
 
 
 @dataclass
@@ -132,7 +162,7 @@ class ResBlock(ContextLayer):
             nn.Conv2d(channels, out_channels, 3, padding=1),
         )
         self.emb_layers = nn.Sequential(
-            nn.SiLU(inplace=True),
+            nn.SiLU(),
             nn.Linear(emb_channels, 2 * out_channels if use_scale_shift_norm else out_channels),
         )
         self.out_layers = nn.Sequential(

@@ -6,7 +6,6 @@ flags; the resolved result is saved in the run directory so a resumed run rebuil
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -249,7 +248,3 @@ def apply_resumable_overrides(saved: RunConfig, overrides: dict[str, dict[str, A
     validate_run_config(config)
     return config
 
-
-def field_names(section: str) -> list[str]:
-    """The keys a section accepts."""
-    return [f.name for f in dataclasses.fields(SECTIONS[section])]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 import sys
 import tempfile
 import time
@@ -78,7 +79,7 @@ class RunLogger:
         import wandb
 
         id_path = self.run_dir / WANDB_ID_FILENAME
-        run_id = id_path.read_text().strip() if id_path.is_file() else wandb.util.generate_id()
+        run_id = id_path.read_text().strip() if id_path.is_file() else secrets.token_hex(4)
         id_path.write_text(run_id + "\n")
         wandb.init(project=project, id=run_id, resume="allow", dir=str(self.run_dir), config=config)
         return wandb
