@@ -5,7 +5,7 @@ within a process). The process builds a tiny random-weight network, generates th
 `generate_long` (each chunk conditioned on the end of the previous one) and writes every finished
 frame straight to an `.npy` file with `NpyStreamWriter`. A thread samples VmRSS from
 /proc/self/status while it runs. If memory is bounded, the peak is the same for 1,000 and 10,000
-frames, and the growth after the first chunk is near zero.
+frames, and the peak over the last tenth of the frames is no higher than over the first tenth.
 
     python benchmarks/bench_long_video.py                       # 1,000 and 10,000 frames, 32x32
     python benchmarks/bench_long_video.py --lengths 1000,10000 --scheme hierarchy-2 --steps 2
@@ -71,13 +71,9 @@ class RssSampler:
         self._thread.join()
         self.samples.append((self.frames_done, vm_rss_bytes()))
 
-    def peak_after(self, frames: int) -> int:
-        """The highest RSS sampled once at least `frames` frames were written."""
-        return max(rss for done, rss in self.samples if done >= frames)
-
-    def at_fraction(self, total: int, fraction: float) -> int:
-        """The first RSS sampled once `fraction` of `total` frames were written."""
-        return next(rss for done, rss in self.samples if done >= fraction * total)
+    def peak_between(self, first: float, last: float) -> int:
+        """The highest RSS sampled while the frames written were in [first, last]."""
+        return max(rss for done, rss in self.samples if first <= done <= last)
 
 
 def generate(args: argparse.Namespace, length: int) -> dict[str, float]:
@@ -120,7 +116,6 @@ def generate(args: argparse.Namespace, length: int) -> dict[str, float]:
         if video.shape != (length, *frame_shape) or not video[-1].any():
             raise RuntimeError(f"the streamed file has shape {video.shape} or an empty last frame")
         file_mib = path.stat().st_size / MIB
-    first_chunk = plan[0][1]
     return {
         "frames": length,
         "chunks": len(plan),
@@ -128,11 +123,10 @@ def generate(args: argparse.Namespace, length: int) -> dict[str, float]:
         "seconds": seconds,
         "file_mib": file_mib,
         "rss_before_mib": rss_before / MIB,
-        "rss_first_chunk_mib": sampler.at_fraction(length, first_chunk / length) / MIB,
-        "rss_half_mib": sampler.at_fraction(length, 0.5) / MIB,
+        "peak_first_tenth_mib": sampler.peak_between(0, 0.1 * length) / MIB,
+        "peak_last_tenth_mib": sampler.peak_between(0.9 * length, length) / MIB,
         "rss_end_mib": sampler.samples[-1][1] / MIB,
         "peak_sampled_mib": max(rss for _, rss in sampler.samples) / MIB,
-        "peak_after_first_chunk_mib": sampler.peak_after(first_chunk) / MIB,
         "ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MIB,
         "rss_samples": len(sampler.samples),
     }
@@ -172,16 +166,18 @@ def main() -> None:
           f"DDIM-{args.steps}, K={args.max_frames}, {args.max_latent_frames} latent frames per stage, "
           f"chunks of {args.chunk_length} frames conditioned on the previous {args.context}, one video")
     header = ["frames", "chunks", "network calls", "time (s)", "file (MiB)", "RSS before (MiB)",
-              "RSS after 1st chunk", "RSS at half", "RSS at end", "peak VmRSS (sampled)", "ru_maxrss",
-              "growth after 1st chunk"]
+              "peak, first 10% of frames", "peak, last 10%", "RSS at end", "peak VmRSS (sampled)",
+              "ru_maxrss", "last 10% minus first 10%"]
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header), flush=True)
     for length in args.lengths:
-        result = json.loads(subprocess.run(child_command(args, length), check=True, capture_output=True,
-                                           text=True).stdout.strip().splitlines()[-1])
-        growth = result["peak_after_first_chunk_mib"] - result["rss_first_chunk_mib"]
+        child = subprocess.run(child_command(args, length), capture_output=True, text=True)
+        if child.returncode != 0:
+            sys.exit(f"the {length}-frame run failed:\n{child.stderr}")
+        result = json.loads(child.stdout.strip().splitlines()[-1])
+        growth = result["peak_last_tenth_mib"] - result["peak_first_tenth_mib"]
         cells = [length, result["chunks"], result["network_calls"], f"{result['seconds']:.0f}",
                  f"{result['file_mib']:.1f}"]
-        cells += [f"{result[key]:.0f}" for key in ("rss_before_mib", "rss_first_chunk_mib", "rss_half_mib",
+        cells += [f"{result[key]:.0f}" for key in ("rss_before_mib", "peak_first_tenth_mib", "peak_last_tenth_mib",
                                                    "rss_end_mib", "peak_sampled_mib", "ru_maxrss_mib")]
         cells.append(f"{growth:+.1f}")
         print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)

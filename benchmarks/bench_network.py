@@ -1,18 +1,21 @@
 """Time the FDM network: one no-grad evaluation and one training step (forward, backward, AdamW).
 
-For each named configuration it reports the median over --repeats runs (after one warm-up) and
-the peak memory, for flexvid's network and for a baseline variant of it whose spatial attention
-is the explicit softmax(q k^T) v instead of `scaled_dot_product_attention`. Peak memory is the
-CUDA max-allocated on GPU and the peak resident-set growth (sampled every millisecond) on CPU.
+For each named configuration it reports the median wall-clock and CPU time over --repeats runs
+(after one warm-up) and the peak memory, for flexvid's network and for a straightforward variant
+of it: plain NCHW memory layout and an explicit softmax(q k^T) v spatial attention instead of
+channels-last memory and `scaled_dot_product_attention`. Each variant runs in a fresh process.
+Peak memory is the CUDA max-allocated on GPU, and on CPU the peak growth of the resident set
+(sampled every millisecond) over what the model, optimizer and inputs hold before the first run.
 
     python benchmarks/bench_network.py --device cpu --configs ref32 --repeats 5
-    python benchmarks/bench_network.py --profile ref32   # where the time of one evaluation goes
+    python benchmarks/bench_network.py --profile ref32   # where the time goes, per operator
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import multiprocessing
 import os
 import statistics
 import threading
@@ -105,30 +108,32 @@ class PeakMemory:
             self.peak_bytes = max(self.peak_bytes, max(peak[0], self._rss()) - start)
 
 
-def set_fused_attention(model: torch.nn.Module, enabled: bool) -> None:
-    """Switch every spatial attention between the fused SDPA path and the explicit baseline."""
+def use_variant(model: UNetVideo, fast: bool) -> None:
+    """flexvid's fast paths (channels-last memory, SDPA spatial attention) or the plain variant."""
+    model.channels_last = fast
     for module in model.modules():
         if isinstance(module, SpatialAttention):
-            module.use_sdpa = enabled
+            module.use_sdpa = fast
 
 
-def timed(fn: Callable[[], None], repeats: int, device: torch.device, memory: PeakMemory) -> float:
-    """Median seconds of `fn` over `repeats` runs after one warm-up run (memory tracked throughout)."""
+def timed(fn: Callable[[], None], repeats: int, device: torch.device, memory: PeakMemory) -> tuple[float, float]:
+    """Median wall-clock and CPU seconds of `fn` over `repeats` runs after one warm-up run."""
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
     with memory.measure():
         fn()
-    times = []
+    walls, cpus = [], []
     for _ in range(repeats):
         sync()
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         with memory.measure():
             fn()
         sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        walls.append(time.perf_counter() - start)
+        cpus.append(time.process_time() - start_cpu)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -137,11 +142,16 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return contextlib.nullcontext()
 
 
-def bench_one(cfg: BenchConfig, device: torch.device, precision: str, repeats: int, fused: bool) -> dict[str, float]:
-    """Evaluation and training-step medians (s) and peak memories (MiB) for one variant."""
+def bench_one(
+    name: str, device_name: str, precision: str, repeats: int, fast: bool, modes: tuple[str, ...], threads: int | None
+) -> dict[str, float]:
+    """Times (s) and peak memories (MiB) of one variant of one configuration; run in its own process."""
+    if threads:
+        torch.set_num_threads(threads)
+    cfg, device = CONFIGS[name], torch.device(device_name)
     torch.manual_seed(0)
     model = UNetVideo(cfg.model).to(device)
-    set_fused_attention(model, fused)
+    use_variant(model, fast)
     inputs = make_inputs(cfg, device)
     target = torch.randn_like(inputs["x"])
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -157,14 +167,21 @@ def bench_one(cfg: BenchConfig, device: torch.device, precision: str, repeats: i
         loss.backward()
         optimizer.step()
 
-    model.eval()
-    eval_mem = PeakMemory(device)
-    eval_s = timed(evaluate, repeats, device, eval_mem)
-    model.train()
-    train_mem = PeakMemory(device)
-    train_s = timed(train_step, repeats, device, train_mem)
-    mib = 1024.0**2
-    return {"eval_s": eval_s, "train_s": train_s, "eval_mib": eval_mem.peak_bytes / mib, "train_mib": train_mem.peak_bytes / mib}
+    results, mib = {}, 1024.0**2
+    for mode, fn, training in (("eval", evaluate, False), ("train", train_step, True)):
+        if mode not in modes:
+            continue
+        model.train(training)
+        memory = PeakMemory(device)
+        results[f"{mode}_s"], results[f"{mode}_cpu_s"] = timed(fn, repeats, device, memory)
+        results[f"{mode}_mib"] = memory.peak_bytes / mib
+    return results
+
+
+def in_fresh_process(*args: object) -> dict[str, float]:
+    """`bench_one(*args)` in a new interpreter, so memory peaks and allocator state do not carry over."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(bench_one, args)
 
 
 def profile(name: str, device: torch.device, precision: str) -> None:
@@ -199,6 +216,7 @@ def main() -> None:
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument("--configs", default="ref32,mazes64,carla128", help="comma-separated names from: " + ", ".join(CONFIGS))
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--modes", default="eval,train", help="what to time: eval, train or both")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--profile", metavar="CONFIG", help="profile one configuration instead of timing")
     args = parser.parse_args()
@@ -212,22 +230,28 @@ def main() -> None:
     unknown = [n for n in names if n not in CONFIGS]
     if unknown:
         parser.error(f"unknown configs {unknown}; choose from {list(CONFIGS)}")
+    modes = tuple(m.strip() for m in args.modes.split(","))
     print(f"device {device}, precision {args.precision}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, median of {args.repeats} runs")
-    header = (f"| config | B | K | variant | eval (s) | train step (s) | eval peak (MiB) | train peak (MiB) |\n"
-              f"|---|---|---|---|---|---|---|---|")
-    print(header)
+          f"{args.threads or torch.get_num_threads()} threads, median of {args.repeats} runs; "
+          "times in s (wall / CPU), peak memory in MiB")
+    print("| config | B | K | variant | eval wall | eval CPU | train wall | train CPU | eval peak | train peak |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+
+    def cell(r: dict[str, float], key: str, fmt: str = "{:.3f}") -> str:
+        return fmt.format(r[key]) if key in r else "-"
+
     for name in names:
         cfg = CONFIGS[name]
         rows = {}
-        for variant, fused in (("flexvid (SDPA)", True), ("baseline (explicit attention)", False)):
-            r = bench_one(cfg, device, args.precision, args.repeats, fused)
-            rows[variant] = r
-            print(f"| {name} | {cfg.batch} | {cfg.model.max_frames} | {variant} | {r['eval_s']:.3f} | "
-                  f"{r['train_s']:.3f} | {r['eval_mib']:.0f} | {r['train_mib']:.0f} |", flush=True)
-        ours, base = rows["flexvid (SDPA)"], rows["baseline (explicit attention)"]
-        print(f"| {name} | | | speed-up vs baseline | {base['eval_s'] / ours['eval_s']:.2f}x | "
-              f"{base['train_s'] / ours['train_s']:.2f}x | | |", flush=True)
+        for variant, fast in (("flexvid", True), ("plain NCHW + explicit attention", False)):
+            r = in_fresh_process(name, args.device, args.precision, args.repeats, fast, modes, args.threads)
+            rows[fast] = r
+            print(f"| {name} | {cfg.batch} | {cfg.model.max_frames} | {variant} | {cell(r, 'eval_s')} | "
+                  f"{cell(r, 'eval_cpu_s')} | {cell(r, 'train_s')} | {cell(r, 'train_cpu_s')} | "
+                  f"{cell(r, 'eval_mib', '{:.0f}')} | {cell(r, 'train_mib', '{:.0f}')} |", flush=True)
+        ratios = {key: rows[False][key] / rows[True][key] for key in rows[True] if key.endswith("_s")}
+        print(f"| {name} | | | speed-up | {cell(ratios, 'eval_s', '{:.2f}x')} | {cell(ratios, 'eval_cpu_s', '{:.2f}x')} | "
+              f"{cell(ratios, 'train_s', '{:.2f}x')} | {cell(ratios, 'train_cpu_s', '{:.2f}x')} | | |", flush=True)
 
 
 if __name__ == "__main__":

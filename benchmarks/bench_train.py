@@ -29,7 +29,9 @@ from flexvid.training.trainer import Trainer
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-def bench_preset(name: str, steps: int, warmup: int, device: str, data_dir: str | None, num_workers: int | None) -> dict:
+def bench_preset(
+    name: str, steps: int, warmup: int, device: str, data_dir: str | None, num_workers: int | None, batch_size: int | None
+) -> dict:
     """Train the preset briefly in a throw-away run directory; return its throughput row."""
     preset = load_yaml_config(CONFIGS / f"{name}.yaml")
     overrides = {"train": {"max_steps": warmup + steps, "log_interval": 1, "save_interval": 10**9,
@@ -42,6 +44,8 @@ def bench_preset(name: str, steps: int, warmup: int, device: str, data_dir: str 
         data_note = f"moving_mnist stand-in for {data_note}"
     if num_workers is not None:
         overrides.setdefault("data", {})["num_workers"] = num_workers
+    if batch_size is not None:
+        overrides["train"]["batch_size"] = batch_size
     config = resolve_run_config(merge_overrides(preset, overrides))
     run_dir = Path(tempfile.mkdtemp(prefix=f"bench_{name}_"))
     try:
@@ -96,13 +100,16 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--data_dir", default=None, help="the presets' dataset directory (else a stand-in)")
     parser.add_argument("--num_workers", type=int, default=None, help="override the presets' loader workers")
+    parser.add_argument("--batch_size", type=int, default=None, help="override the presets' global batch")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = []
     for name in args.presets:
-        rows.append(bench_preset(name, args.steps, args.warmup, args.device, args.data_dir, args.num_workers))
+        rows.append(
+            bench_preset(name, args.steps, args.warmup, args.device, args.data_dir, args.num_workers, args.batch_size)
+        )
         print(json.dumps(rows[-1]), flush=True)
     print(markdown(rows))
 

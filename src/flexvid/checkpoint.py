@@ -238,14 +238,19 @@ def load_pretrained(
     """The network (eval mode, on `device`) and diffusion of a checkpoint, ready to sample.
 
     `path` is a flexvid checkpoint directory (its highest-rate EMA weights when `use_ema` and
-    present), a flexvid `.safetensors` file, or an authors' `.pt` file (dict with `state_dict`,
-    `config`, `step`), whose argparse config is translated by `config_from_reference`.
+    present), a training run directory (its newest intact checkpoint), a flexvid `.safetensors`
+    file, or an authors' `.pt` file (dict with `state_dict`, `config`, `step`), whose argparse
+    config is translated by `config_from_reference`.
     """
     from flexvid.diffusion import build_diffusion
 
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"Checkpoint {path} does not exist.")
+    if path.is_dir() and (path / "checkpoints").is_dir() and not (path / MODEL_FILENAME).exists():
+        from flexvid.training.checkpointing import latest_valid_checkpoint
+
+        path = latest_valid_checkpoint(path)  # a training run directory: its newest intact checkpoint
     step = None
     if path.is_dir() or _is_safetensors(path):
         state_dict, config = load_weights(path, use_ema=use_ema)

@@ -12,17 +12,17 @@ from flexvid.errors import FlexvidError
 # Sub-command name -> (module under flexvid.cli, one-line help). Each module defines
 # `add_arguments(parser)` and `run(args) -> int | None`.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("train", "Train an FDM video diffusion model (single process or under torchrun)."),
+    "sample": ("sample", "Generate videos from a checkpoint with a sampling scheme."),
+    "schemes": ("schemes", "List the sampling schemes, or print and draw one's stages (schemes show NAME)."),
+    "video": ("video", "Write mp4/gif files of sampled videos."),
     "data": ("data", "Download and prepare the paper's datasets, or inspect a dataset (data info)."),
+    "fvd": ("fvd", "Fréchet video distance of an evaluation directory's samples (I3D, PyTorch)."),
+    "metrics": ("metrics", "Per-frame PSNR, SSIM and LPIPS (best of k samples) of an evaluation directory."),
     "carla-regressor": ("carla_regressor", "Train the CARLA position classifier or regressor (train ...)."),
     "carla-coords": ("carla_coords", "Map sampled or dataset CARLA videos to Town01 (x, y) positions."),
     "carla-metrics": ("carla_metrics", "CARLA WD and OP speed metrics of an evaluation directory."),
     "report": ("report", "Gather the metrics of many evaluation directories into a table and a plot."),
-    "sample": ("sample", "Generate videos from a checkpoint with a sampling scheme."),
-    "schemes": ("schemes", "List the sampling schemes, or print and draw one's stages (schemes show NAME)."),
-    "train": ("train", "Train an FDM video diffusion model (single process or under torchrun)."),
-    "video": ("video", "Write mp4/gif files of sampled videos."),
-    "fvd": ("fvd", "Fréchet video distance of an evaluation directory's samples (I3D, PyTorch)."),
-    "metrics": ("metrics", "Per-frame PSNR, SSIM and LPIPS (best of k samples) of an evaluation directory."),
     "weights": ("weights", "List or download the evaluation weights files (I3D, AlexNet, LPIPS heads)."),
 }
 

@@ -2,6 +2,9 @@
 
 An item is `(video, info)`: `video` is a float32 tensor (T, C, H, W) in [-1, 1]; `info` is a dict
 of metadata (at least `"index"`, the item's position in the split; CARLA adds `"coords"`).
+`clip(index, frame_indices)` returns only chosen frames of an item, exactly as slicing the item
+would; training uses it because an example needs at most K of the T frames, and datasets whose
+files allow it (memory-mapped `.npy` and `.pt`, generated videos) then read and convert only those.
 Datasets that draw random numbers (e.g. a random training window) use the global torch / NumPy /
 Python RNGs: the training loader (flexvid.data.loader) seeds them per example, which makes training
 data exactly reproducible and resumable.
@@ -11,8 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -30,12 +34,50 @@ class VideoDataset(Dataset):
     # True for generated data: every non-negative index is a distinct valid item and len() is only
     # a nominal epoch size (the training loader then never repeats a video).
     infinite: bool = False
+    # Keys of `info` holding one entry per frame: `clip` returns them for the chosen frames only.
+    per_frame_info: tuple[str, ...] = ("frame_indices",)
 
     def __len__(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:  # pragma: no cover
         raise NotImplementedError
+
+    def clip(self, index: int, frame_indices: Sequence[int] | np.ndarray) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Frames `frame_indices` (positions 0..T-1 in item `index`; any order, repeats allowed) as
+        `(frames (n, C, H, W), info)`: the same as `self[index]` sliced, drawing the same random window.
+
+        This default loads the whole item and slices it; datasets override it to load only those frames.
+        """
+        positions = frame_positions(frame_indices, self.T)
+        video, info = self[index]
+        if video.shape[0] != self.T:
+            raise DatasetError(
+                f"Item {index} of dataset {self.name!r} has {video.shape[0]} frames, but the dataset's T is "
+                f"{self.T}; every item must have T frames."
+            )
+        return video[torch.from_numpy(positions)], select_frame_info(info, positions, self.per_frame_info)
+
+
+def frame_positions(frame_indices: Sequence[int] | np.ndarray, T: int) -> np.ndarray:
+    """Check chosen frame positions of a T-frame item and return them as a 1-D int64 array."""
+    positions = np.asarray(frame_indices, dtype=np.int64)
+    if positions.ndim != 1 or positions.size == 0:
+        raise DatasetError(f"Frame indices must be a non-empty 1-D sequence, got shape {positions.shape}.")
+    if positions.min() < 0 or positions.max() >= T:
+        raise DatasetError(
+            f"Frame indices must lie in 0..{T - 1} (the item has T={T} frames), "
+            f"got {positions.min()}..{positions.max()}."
+        )
+    return positions
+
+
+def select_frame_info(info: dict[str, Any], positions: np.ndarray | None, keys: Sequence[str]) -> dict[str, Any]:
+    """`info` with its per-frame entries (`keys`) restricted to `positions` (all frames when None)."""
+    if positions is None:
+        return info
+    chosen = torch.from_numpy(positions)
+    return {key: value[chosen] if key in keys else value for key, value in info.items()}
 
 
 @dataclass(frozen=True)

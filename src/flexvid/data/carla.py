@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from flexvid.data.base import VideoDataset, register_dataset
+from flexvid.data.base import VideoDataset, frame_positions, register_dataset, select_frame_info
 from flexvid.data.video_decode import clip_start, keep_long_enough, resize_center_crop, shard_items
 from flexvid.errors import DatasetError
 
@@ -66,6 +66,7 @@ class CarlaVideos(VideoDataset):
     """One split of the CARLA dataset; items carry the camera coordinates of their frames."""
 
     name = "carla_no_traffic"
+    per_frame_info = ("frame_indices", "coords", "actions")
 
     def __init__(
         self,
@@ -113,15 +114,25 @@ class CarlaVideos(VideoDataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        return self._read_clip(index, None)
+
+    def clip(self, index: int, frame_indices: Sequence[int] | np.ndarray) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Only the chosen frames of item `index`: the memory-mapped .pt is read and converted for those alone."""
+        return self._read_clip(index, frame_positions(frame_indices, self.T))
+
+    def _read_clip(self, index: int, positions: np.ndarray | None) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Item `index` (its T-frame window), or only the window's frames at `positions`."""
         path = self.files[index]
         video = load_carla_video(path)
         start = clip_start(len(video), self.T, self.random_window)
-        clip = video[start : start + self.T].permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        window = video[start : start + self.T]
+        frames = window if positions is None else window[torch.from_numpy(positions)]
+        clip = frames.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
         info: dict[str, Any] = {"index": index, "frame_indices": torch.arange(start, start + self.T), "path": str(path)}
         for key, present in (("coords", self.has_coords), ("actions", self.has_actions)):
             if present:
                 info[key] = self._side_array(key, path, start)
-        return resize_center_crop(clip, self.image_size), info
+        return resize_center_crop(clip, self.image_size), select_frame_info(info, positions, self.per_frame_info)
 
     def summary(self) -> dict[str, Any]:
         """Counts, frame shape and video lengths, for `flexvid data info`."""

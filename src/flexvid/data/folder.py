@@ -18,12 +18,12 @@ import warnings
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from flexvid.data.base import VideoDataset, register_dataset
+from flexvid.data.base import VideoDataset, frame_positions, register_dataset, select_frame_info
 from flexvid.data.video_decode import (
     GIF_EXTENSIONS,
     IMAGE_EXTENSIONS,
@@ -241,11 +241,21 @@ class FolderVideos(VideoDataset):
         return len(self.entries)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        return self._read_clip(index, None)
+
+    def clip(self, index: int, frame_indices: Sequence[int] | np.ndarray) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Only the chosen frames of item `index`: arrays and image folders read just those frames,
+        videos are decoded only up to the last one."""
+        return self._read_clip(index, frame_positions(frame_indices, self.T))
+
+    def _read_clip(self, index: int, positions: np.ndarray | None) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Item `index` (its T-frame window), or the window's frames at `positions`; a video that fails
+        to load is reported and the next one used."""
         for attempt in range(len(self.entries)):
             entry = self.entries[(index + attempt) % len(self.entries)]
             start = clip_start(entry.num_frames, self.span, self.random_window)
             try:
-                frames = self._read(entry, start)
+                frames = self._read(entry, start, positions)
             except Exception as err:  # a file that broke after indexing must not stop a long run
                 self._report_failure(entry, err)
                 continue
@@ -255,7 +265,7 @@ class FolderVideos(VideoDataset):
                 "frame_indices": torch.arange(start, start + self.span, self.frame_stride),
                 "path": entry.path,
             }
-            return clip, info
+            return clip, select_frame_info(info, positions, self.per_frame_info)
         raise DatasetError(f"Every video in {self.data_dir} failed to load; see the warnings above for the reasons.")
 
     def summary(self) -> dict[str, Any]:
@@ -267,18 +277,26 @@ class FolderVideos(VideoDataset):
             "skipped": list(self.skipped),
         }
 
-    def _read(self, entry: IndexEntry, start: int) -> np.ndarray:
+    def _read(self, entry: IndexEntry, start: int, positions: np.ndarray | None) -> np.ndarray:
+        """uint8 frames of the clip from `start`: all T, or those at `positions` within it."""
         path = self.data_dir / entry.path
         stop = start + self.span
+        if entry.kind == "video":
+            count = self.T if positions is None else int(positions.max()) + 1
+            frames = read_video_frames(path, start, count, self.frame_stride, self.backend)
+            return frames if positions is None else frames[positions]
         if entry.kind == "array":
-            frames = np.asarray(read_array(path)[start : stop : self.frame_stride])
-        elif entry.kind == "frames":
-            frames = np.stack([_read_image(p) for p in image_files(path)[start : stop : self.frame_stride]])
+            window = read_array(path)[start : stop : self.frame_stride]
         else:
-            frames = read_video_frames(path, start, self.T, self.frame_stride, self.backend)
-        if len(frames) != self.T:
-            raise DatasetError(f"{entry.path} gave {len(frames)} frames where {self.T} were expected")
-        return frames
+            window = image_files(path)[start : stop : self.frame_stride]
+        if len(window) != self.T:
+            raise DatasetError(f"{entry.path} gave {len(window)} frames where {self.T} were expected")
+        if entry.kind == "array":
+            return np.asarray(window if positions is None else window[positions])
+        if positions is None:
+            return np.stack([_read_image(image) for image in window])
+        needed, order = np.unique(positions, return_inverse=True)  # each image file is read once
+        return np.stack([_read_image(window[i]) for i in needed])[order]
 
     def _report_failure(self, entry: IndexEntry, err: Exception) -> None:
         if all(path != entry.path for path, _ in self.load_failures):

@@ -13,8 +13,12 @@ loads) is a pure function of `(seed, g)`. Hence:
 
 Video order: a finite dataset is walked in a fresh permutation each epoch (epoch = g // len);
 an `infinite` (generated) dataset gets video 2g for example g and never repeats. Padding frames
-come from a second video (2g + 1, or a random other video of a finite dataset), loaded only when
+come from a second video (2g + 1, or a random other video of a finite dataset), used only when
 the task leaves slots free.
+
+Loading: the task is drawn on the T-frame clip first, then only its frames (and the padding
+frames) are loaded with `VideoDataset.clip`, which draws the same random window as loading the
+whole clip would; an example thus equals one built from whole clips, at a fraction of the cost.
 """
 
 from __future__ import annotations
@@ -29,7 +33,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from flexvid.data.base import VideoDataset
-from flexvid.data.tasks import TASK_DISTRIBUTIONS, build_example, check_task_sizes, sample_task
+from flexvid.data.tasks import (
+    TASK_DISTRIBUTIONS,
+    assemble_example,
+    check_task_sizes,
+    draw_padding,
+    sample_task,
+    task_frames,
+)
 from flexvid.errors import ConfigError, DatasetError
 
 # Stream names mixed into the seeds so that each kind of randomness is independent of the others.
@@ -82,30 +93,32 @@ class TrainingExamples(Dataset):
     def __getitem__(self, example: int) -> dict[str, Any]:
         example = int(example)
         rng = np.random.default_rng([self.seed, _EXAMPLE_STREAM, example])
-        video = self._load(self.video_index(example), example, 0)
-        task = sample_task(video.shape[0], self.max_frames, self.distribution, rng)
-        pad_video = None
-        if self.pad_with_random_frames and len(task[0]) + len(task[1]) < self.max_frames:
-            pad_video = self._load(self.pad_video_index(example, rng), example, 1)
-        item = build_example(video, task, self.max_frames, rng, pad_video=pad_video)
+        T, K = self.dataset.T, self.max_frames
+        task = sample_task(T, K, self.distribution, rng)
+        chosen = task_frames(task, K)
+        own_video, num_pad = self.video_index(example), K - len(chosen)
+        if self.pad_with_random_frames and num_pad > 0:
+            pad_video = self.pad_video_index(example, rng)
+            padding = draw_padding(num_pad, T, rng)
+            frames = torch.cat([self._load(own_video, example, 0, chosen), self._load(pad_video, example, 1, padding)])
+        else:
+            padding = draw_padding(num_pad, T, rng)
+            frames = self._load(own_video, example, 0, np.concatenate([chosen, padding]))
+        item = assemble_example(frames, task, padding)
         item["example_id"] = torch.tensor(example, dtype=torch.int64)
         return item
 
-    def _load(self, index: int, example: int, which: int) -> torch.Tensor:
-        """Load one video with the global RNGs seeded from (seed, example), so random crops repeat exactly."""
+    def _load(self, index: int, example: int, which: int, positions: np.ndarray) -> torch.Tensor:
+        """Frames `positions` of video `index`, loaded with the global RNGs seeded from (seed, example, which),
+        so its random window and crops repeat exactly."""
         with _seeded_global_rngs([self.seed, _LOAD_STREAM, example, which]):
-            video, _info = self.dataset[index]
-        if video.ndim != 4:
+            frames, _info = self.dataset.clip(index, positions)
+        if frames.ndim != 4 or frames.shape[0] != len(positions):
             raise DatasetError(
-                f"Dataset {self.dataset.name!r} returned a video of shape {tuple(video.shape)}; "
-                "expected (T, C, H, W)."
+                f"Dataset {self.dataset.name!r} returned frames of shape {tuple(frames.shape)} for "
+                f"{len(positions)} chosen frames; expected ({len(positions)}, C, H, W)."
             )
-        if video.shape[0] < self.max_frames:
-            raise DatasetError(
-                f"Video {index} of dataset {self.dataset.name!r} has {video.shape[0]} frames, fewer than "
-                f"max_frames={self.max_frames}; use longer videos or lower --max_frames."
-            )
-        return video
+        return frames
 
 
 class StepBatchSampler(Sampler[list[int]]):

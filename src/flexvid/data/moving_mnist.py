@@ -21,13 +21,13 @@ digit images. With `sequence_path`, the test split is instead the standard `mnis
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from flexvid.data.base import VideoDataset, register_dataset
+from flexvid.data.base import VideoDataset, frame_positions, register_dataset
 from flexvid.data.mnist_digits import DIGIT_SIZE, load_digits
 from flexvid.errors import DatasetError
 
@@ -119,6 +119,15 @@ class MovingMNIST(VideoDataset):
         self.epoch = epoch
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        return self._render(index, None)
+
+    def clip(self, index: int, frame_indices: Sequence[int] | np.ndarray) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Only the chosen frames of video `index`: the motion is simulated up to the last one, and only
+        those frames are drawn and resized."""
+        return self._render(index, frame_positions(frame_indices, self.T))
+
+    def _render(self, index: int, positions: np.ndarray | None) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Video `index` (all T frames, or those at `positions`), a pure function of (seed, split, epoch, index)."""
         index = int(index)
         if index < 0 or (not self.infinite and index >= self.num_videos):
             raise IndexError(
@@ -127,7 +136,10 @@ class MovingMNIST(VideoDataset):
         epoch = self.epoch if self.infinite else 0
         rng = np.random.default_rng([self.seed, SPLIT_CODES[self.split], epoch, index])
         chosen = rng.integers(len(self.digits), size=self.num_digits)
-        frames = render_video(self.digits[chosen], bouncing_trajectories(rng, self.num_digits, self.T))
+        # Later frames never change earlier ones, so a shorter simulation is a prefix of the full one.
+        length = self.T if positions is None else int(positions.max()) + 1
+        trajectories = bouncing_trajectories(rng, self.num_digits, length)
+        frames = render_video(self.digits[chosen], trajectories if positions is None else trajectories[positions])
         return to_model_range(frames, self.image_size, self.channels), {"index": index}
 
 
@@ -166,10 +178,17 @@ class MovingMNISTSequences(VideoDataset):
         return self.array.shape[1]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        return self._read(index, np.arange(self.T))
+
+    def clip(self, index: int, frame_indices: Sequence[int] | np.ndarray) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Only the chosen frames of video `index`, read from the memory-mapped file."""
+        return self._read(index, frame_positions(frame_indices, self.T))
+
+    def _read(self, index: int, positions: np.ndarray) -> tuple[torch.Tensor, dict[str, Any]]:
         index = int(index)
         if not 0 <= index < len(self):
             raise IndexError(f"{self.path.name} index {index} is out of range 0..{len(self) - 1}")
-        frames = np.asarray(self.array[: self.T, index])
+        frames = np.asarray(self.array[positions, index])
         return to_model_range(frames, self.image_size, self.channels), {"index": index}
 
 

@@ -1,19 +1,20 @@
 """GQN-Mazes and MineRL Navigate in the on-disk form the paper's authors trained on: `train/` and
 `test/` directories of numbered `.npy` files (0.npy, 1.npy, ...), each a uint8 (T, H, W, 3) video.
 
-Files are memory-mapped, so a DataLoader worker reads only the frames of the clip it returns.
+Files are memory-mapped, so a DataLoader worker reads only the frames it returns: the clip's
+window, or with `clip` just the frames a training example uses.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from flexvid.data.base import VideoDataset, register_dataset
+from flexvid.data.base import VideoDataset, frame_positions, register_dataset, select_frame_info
 from flexvid.data.video_decode import clip_start, frames_to_tensor, keep_long_enough, resize_center_crop, shard_items
 from flexvid.errors import DatasetError
 
@@ -77,12 +78,21 @@ class NumberedNpyVideos(VideoDataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        return self._read_clip(index, None)
+
+    def clip(self, index: int, frame_indices: Sequence[int] | np.ndarray) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Only the chosen frames of item `index`, read from the memory-mapped file."""
+        return self._read_clip(index, frame_positions(frame_indices, self.T))
+
+    def _read_clip(self, index: int, positions: np.ndarray | None) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Item `index` (its T-frame window), or only the window's frames at `positions`."""
         path = self.files[index]
         video = open_npy_video(path)
         start = clip_start(len(video), self.T, self.random_window)
-        clip = frames_to_tensor(np.asarray(video[start : start + self.T]))
+        window = video[start : start + self.T]
+        clip = frames_to_tensor(np.asarray(window if positions is None else window[positions]))
         info = {"index": index, "frame_indices": torch.arange(start, start + self.T), "path": str(path)}
-        return resize_center_crop(clip, self.image_size), info
+        return resize_center_crop(clip, self.image_size), select_frame_info(info, positions, self.per_frame_info)
 
     def summary(self) -> dict[str, Any]:
         """Counts, frame shape and video lengths, for `flexvid data info`."""

@@ -15,7 +15,8 @@ at most K = max_frames frames in all. Three distributions:
   observed, the remaining K - K // 2 latent (predict the next frames from the ones before).
 
 `build_example` turns a task into a fixed-size training example of K frames, padding short tasks
-with masked frames.
+with masked frames; `task_frames`, `draw_padding` and `assemble_example` are its steps, for callers
+that load only the frames an example uses.
 """
 
 from __future__ import annotations
@@ -98,6 +99,38 @@ def sample_task(T: int, K: int, distribution: str, rng: np.random.Generator) -> 
     return TASK_DISTRIBUTIONS[distribution](T, K, rng)
 
 
+def task_frames(task: Task, K: int) -> np.ndarray:
+    """A task's frames (observed and latent together) in increasing order; error if more than K."""
+    observed, latent = task
+    chosen = np.sort(np.concatenate([observed, latent]))
+    if len(chosen) > K:
+        raise ConfigError(f"A task with {len(chosen)} frames does not fit in max_frames={K}.")
+    return chosen
+
+
+def draw_padding(num_pad: int, length: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of `num_pad` padding frames, uniform over a video of `length` frames (repeats allowed)."""
+    return rng.integers(0, length, size=num_pad)
+
+
+def assemble_example(frames: torch.Tensor, task: Task, pad_indices: np.ndarray) -> dict[str, torch.Tensor]:
+    """The example dict from its K gathered frames: the task's frames in increasing index, then padding.
+
+    `frames` holds the frames at `task_frames(task, K)` followed by the padding frames at `pad_indices`.
+    """
+    observed, latent = task
+    chosen = np.sort(np.concatenate([observed, latent]))
+    K = len(chosen) + len(pad_indices)
+    if frames.shape[0] != K:
+        raise DatasetError(f"An example got {frames.shape[0]} frames where its task and padding need {K}.")
+    return {
+        "frames": frames,
+        "frame_indices": torch.from_numpy(np.concatenate([chosen, pad_indices]).astype(np.int64)),
+        "obs_mask": _slot_mask(np.isin(chosen, observed), K),
+        "latent_mask": _slot_mask(np.isin(chosen, latent), K),
+    }
+
+
 def build_example(
     video: torch.Tensor,
     task: Task,
@@ -105,35 +138,25 @@ def build_example(
     rng: np.random.Generator,
     pad_video: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Gather a task's frames into one training example of exactly K frames.
+    """Gather a task's frames from a whole video into one training example of exactly K frames.
 
     The task's frames come first, in increasing frame index; the remaining slots are padding:
     frames of `pad_video` (another video, as the reference's `pad_with_random_frames`; `video`
     itself when None) at uniformly random indices. Padding has obs_mask = latent_mask = 0, so the
     network keeps it out of the real frames' attention; the loss (mask 1 - obs_mask) still counts it.
     Returns `frames` (K, C, H, W), `frame_indices` (K,) int64 and `obs_mask`, `latent_mask`
-    (K, 1, 1, 1) float32.
+    (K, 1, 1, 1) float32. (The training loader builds the same example loading only these frames.)
     """
-    observed, latent = task
-    chosen = np.sort(np.concatenate([observed, latent]))
-    if len(chosen) > K:
-        raise ConfigError(f"A task with {len(chosen)} frames does not fit in max_frames={K}.")
+    chosen = task_frames(task, K)
     if video.shape[0] < K:
         raise DatasetError(
             f"A video has {video.shape[0]} frames, fewer than max_frames={K}; "
             "use longer videos or lower --max_frames."
         )
     source = video if pad_video is None else pad_video
-    num_pad = K - len(chosen)
-    pad_indices = rng.integers(0, source.shape[0], size=num_pad)
-    index = torch.from_numpy(np.concatenate([chosen, pad_indices]).astype(np.int64))
-    frames = torch.cat([video[torch.from_numpy(chosen)], source[index[len(chosen) :]]])
-    return {
-        "frames": frames,
-        "frame_indices": index,
-        "obs_mask": _slot_mask(np.isin(chosen, observed), K),
-        "latent_mask": _slot_mask(np.isin(chosen, latent), K),
-    }
+    pad_indices = draw_padding(K - len(chosen), source.shape[0], rng)
+    frames = torch.cat([video[torch.from_numpy(chosen)], source[torch.from_numpy(pad_indices)]])
+    return assemble_example(frames, task, pad_indices)
 
 
 def _slot_mask(is_member: np.ndarray, K: int) -> torch.Tensor:

@@ -17,6 +17,17 @@ from flexvid.nn.layers import ContextLayer, FrameContext, GroupNorm32, group_nor
 from flexvid.nn.rpe import RelativePositionEncoding
 
 
+def masked_softmax(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last dim in float32, with disallowed entries at zero weight.
+
+    Written out (max, exp, normalise) because `torch.softmax` is several times slower on CPU for
+    the short rows (K frames) of temporal attention. Every row must allow at least one entry.
+    """
+    x = logits.float().masked_fill(~allowed, float("-inf"))
+    x = (x - x.amax(-1, keepdim=True)).exp_()
+    return (x / x.sum(-1, keepdim=True)).to(logits.dtype)
+
+
 def check_heads(channels: int, num_heads: int) -> None:
     """Raise a ConfigError when `num_heads` does not divide an attention block's channels."""
     if num_heads < 1 or channels % num_heads:
@@ -85,8 +96,7 @@ class TemporalAttention(nn.Module):
         logits = q.transpose(2, 3) @ key.permute(0, 1, 3, 4, 2)  # (B, P, heads, K, K)
         logits = logits + torch.einsum("bpthf,btshf->bphts", q, self.rpe_k(ctx).to(q.dtype))
         logits = logits + torch.einsum("bpshf,bsthf->bphts", key * scale, self.rpe_q(ctx).to(q.dtype))
-        logits = logits.masked_fill(~ctx.allowed[:, None, None], float("-inf"))
-        weights = torch.softmax(logits.float(), dim=-1).to(logits.dtype)
+        weights = masked_softmax(logits, ctx.allowed[:, None, None])
         out = (weights @ v.transpose(2, 3)).transpose(2, 3)  # (B, P, K, heads, F)
         out = out + torch.einsum("bphts,btshf->bpthf", weights, self.rpe_v(ctx).to(weights.dtype))
         x = x + project(out.flatten(3).flatten(0, 1), self.proj_out).view_as(x)
@@ -106,4 +116,7 @@ class FactorizedAttention(ContextLayer):
         )
 
     def forward(self, h: torch.Tensor, ctx: FrameContext) -> torch.Tensor:
-        return self.spatial_attention(self.temporal_attention(h, ctx))
+        out = self.spatial_attention(self.temporal_attention(h, ctx))
+        if h.is_contiguous(memory_format=torch.channels_last):
+            return out
+        return out.contiguous()  # keep the caller's NCHW layout

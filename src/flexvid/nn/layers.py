@@ -158,7 +158,7 @@ class ResBlock(ContextLayer):
         self.use_scale_shift_norm = use_scale_shift_norm
         self.in_layers = nn.Sequential(
             GroupNorm32(channels, "ResBlock input"),
-            nn.SiLU(inplace=True),
+            nn.SiLU(),
             nn.Conv2d(channels, out_channels, 3, padding=1),
         )
         self.emb_layers = nn.Sequential(
@@ -167,7 +167,7 @@ class ResBlock(ContextLayer):
         )
         self.out_layers = nn.Sequential(
             GroupNorm32(out_channels, "ResBlock output"),
-            nn.SiLU(inplace=True),
+            nn.SiLU(),
             nn.Dropout(p=dropout),
             zero_init(nn.Conv2d(out_channels, out_channels, 3, padding=1)),
         )

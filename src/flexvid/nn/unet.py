@@ -123,7 +123,7 @@ class UNetVideo(nn.Module):
 
         self.out = nn.Sequential(
             GroupNorm32(ch, "output layer"),
-            nn.SiLU(inplace=True),
+            nn.SiLU(),
             zero_init(nn.Conv2d(mc, self.out_channels, 3, padding=1)),
         )
 
