@@ -146,6 +146,47 @@ def test_carla_split_command(tmp_path, capsys):
     assert "2 videos" in capsys.readouterr().out
 
 
+# Unsorted, repeated, first and last frame of a T=6 clip: the kind of set the training loader asks for.
+CLIP_FRAMES = [5, 0, 3, 3, 1]
+
+
+def assert_clip_matches_item(dataset, index, seed=0):
+    """clip(index, CLIP_FRAMES) equals item `index` sliced, with the same random window and per-frame info."""
+    torch.manual_seed(seed)
+    video, info = dataset[index]
+    torch.manual_seed(seed)
+    frames, clip_info = dataset.clip(index, CLIP_FRAMES)
+    assert torch.equal(frames, video[CLIP_FRAMES])
+    assert clip_info.keys() == info.keys()
+    for key, value in info.items():
+        expected = value[CLIP_FRAMES] if key in dataset.per_frame_info else value
+        assert torch.equal(clip_info[key], expected) if isinstance(value, torch.Tensor) else clip_info[key] == expected
+    return clip_info
+
+
+def window_start(clip_info) -> int:
+    """The first video frame of the clip a CLIP_FRAMES clip came from (its second frame is clip frame 0)."""
+    return int(clip_info["frame_indices"][CLIP_FRAMES.index(0)])
+
+
+@pytest.mark.parametrize("legacy_format", [False, True])
+def test_carla_clip_matches_slicing_the_item(tmp_path, legacy_format):
+    carla = write_carla(tmp_path / "carla", numbers=(0, 1, 2), frames=20)
+    noise = np.random.default_rng(0).integers(0, 256, (3, 20, SIZE, SIZE, 3), dtype=np.uint8)
+    for n in range(3):  # textured frames check resizing pixel by pixel; the legacy (pre-zip) format
+        # cannot be memory-mapped and is read whole
+        path = carla / f"video_{n}.pt"
+        torch.save(torch.from_numpy(noise[n]), path, _use_new_zipfile_serialization=not legacy_format)
+    write_carla_splits(carla, num_test=1)
+    for split, size in (("train", SIZE), ("train", 8), ("test", SIZE)):
+        dataset = build_dataset("carla_no_traffic", split, T=6, image_size=size, data_dir=carla)
+        windows = {window_start(assert_clip_matches_item(dataset, 0, seed)) for seed in range(6)}
+        assert (len(windows) > 1) == (split == "train")  # random training windows, fixed test clips
+        assert set(assert_clip_matches_item(dataset, 0)) >= {"coords", "actions"}
+    with pytest.raises(DatasetError, match=r"must lie in 0\.\.5"):
+        dataset.clip(0, [2, 6])
+
+
 # ---------------------------------------------------------------- numbered .npy (mazes / minerl)
 
 
@@ -172,6 +213,16 @@ def test_npy_datasets_load_clips(tmp_path, name):
     assert build_dataset(name, "test", T=4, image_size=8, data_dir=root)[0][0].shape == (4, 3, 8, 8)
     shard = build_dataset(name, "train", T=4, image_size=SIZE, data_dir=root, shard=1, num_shards=2)
     assert [p.name for p in shard.files] == ["1.npy"]
+
+
+def test_npy_clip_matches_slicing_the_item(tmp_path):
+    root = write_npy_splits(tmp_path / "minerl", frames=20)
+    for split in ("train", "test"):  # textured frames check resizing pixel by pixel
+        np.save(root / split / "1.npy", np.random.default_rng(1).integers(0, 256, (20, SIZE, SIZE, 3), dtype=np.uint8))
+    for split, size in (("train", SIZE), ("train", 8), ("test", SIZE)):
+        dataset = build_dataset("minerl", split, T=6, image_size=size, data_dir=root)
+        for seed in range(3):
+            assert_clip_matches_item(dataset, 1, seed)
 
 
 def test_npy_dataset_errors(tmp_path):
@@ -306,6 +357,19 @@ def test_folder_dataset_reads_every_format(tmp_path):
     video, info = test[0]
     assert len(test) == 1 and info["frame_indices"].tolist() == [0, 3, 6, 9]
     torch.testing.assert_close(video, to_model_range(ramp_video(12, 5, height=8, width=8)[0:10:3]))
+
+
+def test_folder_clip_matches_slicing_the_item(tmp_path):
+    root = tmp_path / "mine"
+    write_user_folder(root)
+    with pytest.warns(UserWarning, match="broken.mp4"):
+        dataset = build_dataset("folder", "train", T=6, image_size=8, data_dir=root, frame_stride=1)
+    assert dataset.summary()["kinds"] == ["array", "frames", "video"]
+    for index in range(len(dataset)):  # mp4, gif, npy, npz, PNG frames, all resized
+        assert_clip_matches_item(dataset, index, seed=index)
+    strided = build_dataset("folder", "test", T=6, image_size=SIZE, data_dir=root, frame_stride=2, random_window=True)
+    windows = {window_start(assert_clip_matches_item(strided, 0, seed)) for seed in range(4)}
+    assert windows == {0, 1}  # 12 frames, and a clip spans 11
 
 
 def test_folder_index_is_cached_and_refreshed(tmp_path):

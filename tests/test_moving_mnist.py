@@ -180,3 +180,29 @@ def test_bad_options():
         build_dataset("moving_mnist", "valid")
     with pytest.raises(DatasetError, match="num_digits"):
         build_dataset("moving_mnist", "test", num_digits=0)
+
+
+# Unsorted, repeated, and including the first and last frame: the loader asks for such sets.
+CLIP_FRAMES = [11, 0, 5, 5, 2, 9]
+
+
+@pytest.mark.parametrize("split,image_size,channels", [("train", 16, 1), ("test", 64, 3), ("train", 80, 1)])
+def test_clip_renders_exactly_the_chosen_frames(split, image_size, channels):
+    dataset = build_dataset("moving_mnist", split, T=12, image_size=image_size, channels=channels, seed=4)
+    for index in (0, 7):
+        frames, info = dataset.clip(index, CLIP_FRAMES)
+        assert torch.equal(frames, dataset[index][0][CLIP_FRAMES])
+        assert info == {"index": index}
+    single, _ = dataset.clip(3, [4])
+    assert torch.equal(single, dataset[3][0][4:5])
+
+
+def test_clip_of_mnist_test_seq_matches_slicing(tmp_path):
+    np.save(tmp_path / "seq.npy", np.random.default_rng(1).integers(0, 256, size=(14, 2, 64, 64), dtype=np.uint8))
+    dataset = build_dataset("moving_mnist", "test", T=12, image_size=32, sequence_path=tmp_path / "seq.npy")
+    frames, info = dataset.clip(1, CLIP_FRAMES)
+    assert torch.equal(frames, dataset[1][0][CLIP_FRAMES]) and info["index"] == 1
+    with pytest.raises(DatasetError, match=r"must lie in 0\.\.11"):
+        dataset.clip(1, [3, 12])  # frame 12 exists in the file but not in a T=12 item
+    with pytest.raises(DatasetError, match="non-empty 1-D"):
+        dataset.clip(0, [])

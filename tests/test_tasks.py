@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from flexvid.data.base import build_dataset
+from flexvid.data.base import VideoDataset, build_dataset
 from flexvid.data.loader import (
+    _EXAMPLE_STREAM,
+    _LOAD_STREAM,
     StepBatchSampler,
     TrainingExamples,
     _seeded_global_rngs,
@@ -194,6 +196,70 @@ def test_finite_dataset_epochs_visit_every_video_once(tmp_path):
     assert all(examples.pad_video_index(g, rng) != examples.video_index(g) for g in range(20))
     batch = collate_examples([examples[g] for g in range(4)])
     assert batch["x0"].shape == (4, 6, 1, 16, 16)
+
+
+def whole_clip_example(examples: TrainingExamples, g: int) -> dict[str, torch.Tensor]:
+    """Example g built the straightforward way: load whole clips, then pick the task's frames."""
+    dataset, seed = examples.dataset, examples.seed
+    rng = np.random.default_rng([seed, _EXAMPLE_STREAM, g])
+    with _seeded_global_rngs([seed, _LOAD_STREAM, g, 0]):
+        video = dataset[examples.video_index(g)][0]
+    task = sample_task(video.shape[0], examples.max_frames, examples.distribution, rng)
+    pad_video = None
+    if examples.pad_with_random_frames and len(task[0]) + len(task[1]) < examples.max_frames:
+        pad_index = examples.pad_video_index(g, rng)
+        with _seeded_global_rngs([seed, _LOAD_STREAM, g, 1]):
+            pad_video = dataset[pad_index][0]
+    return build_example(video, task, examples.max_frames, rng, pad_video=pad_video)
+
+
+@pytest.mark.parametrize("distribution", ["fdm", "uniform", "autoregressive"])
+@pytest.mark.parametrize("pad_with_random_frames", [True, False])
+def test_examples_load_only_their_frames_yet_equal_whole_clip_examples(
+    tmp_path, train_set, distribution, pad_with_random_frames
+):
+    for split in ("train", "test"):
+        (tmp_path / split).mkdir()
+        for n in range(3):  # 40-frame videos, 16-frame random training windows
+            noise = np.random.default_rng(n).integers(0, 256, (40, 12, 12, 3), dtype=np.uint8)
+            np.save(tmp_path / split / f"{n}.npy", noise)
+    windows = build_dataset("mazes", "train", T=16, image_size=8, data_dir=tmp_path)
+    for dataset in (windows, train_set):
+        examples = TrainingExamples(
+            dataset, 6, distribution=distribution, seed=2, pad_with_random_frames=pad_with_random_frames
+        )
+        for g in range(6):
+            expected, item = whole_clip_example(examples, g), examples[g]
+            assert all(torch.equal(item[key], expected[key]) for key in expected), (type(dataset).__name__, g)
+
+
+class InMemoryVideos(VideoDataset):
+    """A user's dataset that implements only the basic interface (no frame-selective `clip`)."""
+
+    name, T, channels = "in_memory", 10, 1
+
+    def __init__(self, lengths: list[int]) -> None:
+        # pixel value = video number + frame number
+        self.videos = [v + torch.arange(n).float().view(n, 1, 1, 1).expand(n, 1, 2, 2) for v, n in enumerate(lengths)]
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def __getitem__(self, index: int):
+        return self.videos[index], {"index": index, "frame_indices": torch.arange(len(self.videos[index]))}
+
+
+def test_datasets_without_their_own_clip_fall_back_to_whole_items():
+    dataset = InMemoryVideos([10, 10, 10])
+    frames, info = dataset.clip(2, [9, 1, 1])
+    assert frames.view(-1, 4)[:, 0].tolist() == [11.0, 3.0, 3.0] and info["frame_indices"].tolist() == [9, 1, 1]
+    item = TrainingExamples(dataset, 4, seed=0)[1]
+    real = item["obs_mask"].view(-1) + item["latent_mask"].view(-1) > 0
+    video = float(item["frames"][0, 0, 0, 0] - item["frame_indices"][0])  # which video the task used
+    assert torch.equal(item["frames"][real, 0, 0, 0], video + item["frame_indices"][real].float())
+    short_second = TrainingExamples(InMemoryVideos([10, 7]), 4, seed=0, pad_with_random_frames=False)
+    with pytest.raises(DatasetError, match="Item 1 of dataset 'in_memory' has 7 frames, but the dataset's T is 10"):
+        [short_second[g] for g in range(2)]  # the first epoch visits both videos
 
 
 def test_loader_errors(train_set, tmp_path):

@@ -328,21 +328,24 @@ def test_resume_errors(tmp_path):
 
 
 def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path):
+    """Cluster preemption signals the whole process group, data-loader workers included."""
     preset = write_tiny_yaml(tmp_path / "tiny.yaml", max_steps=100000, save_interval=100000)
     run_dir = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "flexvid", "train", "--config", str(preset), "--run_dir", str(run_dir)],
+        [sys.executable, "-m", "flexvid", "train", "--config", str(preset), "--run_dir", str(run_dir),
+         "--num_workers", "1"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 60
     while not (run_dir / "metrics.jsonl").is_file() or not (run_dir / "metrics.jsonl").read_text():
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()[0]
         time.sleep(0.2)
-    process.send_signal(signal.SIGTERM)
+    os.killpg(process.pid, signal.SIGTERM)
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 128 + signal.SIGTERM, output
     assert "stopped by SIGTERM" in output

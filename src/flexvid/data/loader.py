@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -189,7 +190,7 @@ def make_train_loader(
         collate_fn=collate_examples,
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,
-        worker_init_fn=_limit_worker_threads,
+        worker_init_fn=_init_worker,
     )
 
 
@@ -223,6 +224,10 @@ def _seeded_global_rngs(entropy: list[int]) -> Iterator[None]:
             np.random.set_state(numpy_state)
 
 
-def _limit_worker_threads(_worker_id: int) -> None:
-    """One torch thread per loader worker: the workers already run in parallel."""
+def _init_worker(_worker_id: int) -> None:
+    """One torch thread per loader worker (the workers already run in parallel), and no reaction to
+    SIGTERM/SIGINT: a preempted job signals the whole process group, and the main process must
+    outlive its workers long enough to save a checkpoint."""
     torch.set_num_threads(1)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
