@@ -1,11 +1,17 @@
-"""Loader throughput: clips/s each dataset format delivers through a torch DataLoader with N workers.
+"""Loader throughput: clips/s each dataset format delivers through a torch DataLoader with N workers,
+and FDM training examples/s (K frames each) built from whole clips versus from only the chosen frames.
 
 Synthetic videos in each true on-disk format are written to a temporary directory (CARLA .pt at the
 paper's 1000 x 128 x 128, MineRL / GQN-Mazes .npy at 500 / 300 x 64 x 64, and a folder of the user's
 own mp4 / gif / npy / PNG-frame videos at 160 x 120, cut to 100-frame clips at 64 x 64). Each setting
 is timed several times after one warm-up clip; the median is reported.
 
-    python benchmarks/bench_data.py [--workers 0,2] [--clips 16] [--repeats 3]
+The examples table times `TrainingExamples` in one process: "whole clips" wraps the dataset so that
+every example loads its whole clip (and the padding video's) and slices it, as the loader first did;
+"chosen frames" uses the dataset's own `clip`, which reads and converts only the example's frames.
+Both build identical examples; their runs alternate, so the shared CPU's load affects them alike.
+
+    python benchmarks/bench_data.py [--workers 0,2] [--clips 16] [--repeats 3] [--examples 8] [--max_frames 20]
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, RandomSampler
 
-from flexvid.data.base import build_dataset
+from flexvid.data.base import VideoDataset, build_dataset
+from flexvid.data.loader import TrainingExamples
 from flexvid.data.prepare import write_carla_splits
 
 # (label, dataset name, T, image_size, data sub-directory, how many videos to write)
@@ -104,24 +111,76 @@ def clips_per_second(dataset, workers: int, clips: int, repeats: int) -> float:
     return statistics.median(rates)
 
 
+class WholeClips(VideoDataset):
+    """A dataset seen through the basic interface only: its `clip` is the base class's, which loads
+    the whole item and slices it (the baseline the frame-selective loading is compared with)."""
+
+    def __init__(self, dataset: VideoDataset) -> None:
+        self.dataset = dataset
+        self.name, self.split, self.T = dataset.name, dataset.split, dataset.T
+        self.image_size, self.channels, self.infinite = dataset.image_size, dataset.channels, dataset.infinite
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        return self.dataset[index]
+
+
+def examples_per_second(
+    datasets: dict[str, VideoDataset], max_frames: int, count: int, repeats: int
+) -> dict[str, float]:
+    """Median training examples/s of each dataset over `repeats` runs of `count` examples, runs alternating."""
+    rates: dict[str, list[float]] = {label: [] for label in datasets}
+    examples = {label: TrainingExamples(dataset, max_frames, seed=0) for label, dataset in datasets.items()}
+    for source in examples.values():
+        _ = source[0]  # warm-up: first file opens
+    for run in range(repeats):
+        for label, source in examples.items():
+            start = time.perf_counter()
+            for g in range(1 + run * count, 1 + (run + 1) * count):
+                _ = source[g]
+            rates[label].append(count / (time.perf_counter() - start))
+    return {label: statistics.median(values) for label, values in rates.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", default="0,2", help="comma-separated DataLoader worker counts")
     parser.add_argument("--clips", type=int, default=16, help="clips timed per run")
     parser.add_argument("--repeats", type=int, default=3, help="runs per setting (median reported)")
+    parser.add_argument("--examples", type=int, default=8, help="training examples timed per run")
+    parser.add_argument("--max_frames", type=int, default=20, help="K, frames per training example")
+    parser.add_argument("--tables", default="clips,examples", help="which tables: clips, examples or both")
     args = parser.parse_args()
     worker_counts = [int(w) for w in args.workers.split(",")]
+    tables = args.tables.split(",")
     torch.set_num_threads(1)
-    print(f"{'format':<18} {'clip (T @ size)':<16} {'workers':>7} {'clips/s':>9} {'ms/clip':>9}")
-    with tempfile.TemporaryDirectory() as temp:
+    with tempfile.TemporaryDirectory() as temp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        datasets = {}
         for label, name, T, size, sub, count in SETTINGS:
             data_dir = write_data(Path(temp), sub, count)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                dataset = build_dataset(name, "train", T=T, image_size=size, data_dir=data_dir)
-            for workers in worker_counts:
-                rate = clips_per_second(dataset, workers, args.clips, args.repeats)
-                print(f"{label:<18} {f'{T} @ {size}':<16} {workers:>7} {rate:>9.1f} {1000 / rate:>9.1f}", flush=True)
+            datasets[label] = build_dataset(name, "train", T=T, image_size=size, data_dir=data_dir)
+        if "clips" in tables:
+            print(f"{'format':<18} {'clip (T @ size)':<16} {'workers':>7} {'clips/s':>9} {'ms/clip':>9}")
+            for label, name, T, size, sub, count in SETTINGS:
+                for workers in worker_counts:
+                    rate = clips_per_second(datasets[label], workers, args.clips, args.repeats)
+                    row = f"{label:<18} {f'{T} @ {size}':<16} {workers:>7} {rate:>9.1f} {1000 / rate:>9.1f}"
+                    print(row, flush=True)
+        if "examples" in tables:
+            datasets["Moving MNIST"] = build_dataset("moving_mnist", "train", T=300, image_size=64)
+            print(f"\ntraining examples/s (K={args.max_frames}), one process")
+            print(f"{'format':<18} {'clip (T @ size)':<16} {'whole clips':>11} {'chosen frames':>13} {'speed-up':>8}")
+            for label, dataset in datasets.items():
+                rates = examples_per_second(
+                    {"whole": WholeClips(dataset), "chosen": dataset}, args.max_frames, args.examples, args.repeats
+                )
+                clip = f"{dataset.T} @ {dataset.image_size}"
+                speedup = rates["chosen"] / rates["whole"]
+                row = f"{label:<18} {clip:<16} {rates['whole']:>11.1f} {rates['chosen']:>13.1f} {speedup:>7.1f}x"
+                print(row, flush=True)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,9 @@ interleaved, and reports the median of --repeats runs and their ratio. Samplers 
 same network call); such rows are marked "scaled".
 
     python benchmarks/bench_sampling.py --device cuda                 # full GQN-Mazes setting
-    python benchmarks/bench_sampling.py --device cpu --image_size 32 --num_channels 32 \\
-        --T 60 --n_obs 10 --max_frames 10 --max_latent_frames 5 --samplers ddim:10 --estimate_full
+    python benchmarks/bench_sampling.py --device cpu --threads 1 --image_size 32 --num_channels 32 \\
+        --num_res_blocks 1 --T 60 --n_obs 10 --max_frames 10 --max_latent_frames 5 --samplers ddim:10 \\
+        --estimate_full
 """
 
 from __future__ import annotations
@@ -213,7 +214,7 @@ def time_schemes(args: argparse.Namespace, setup: VideoSetup, device: torch.devi
                         recorder.batch_sizes.clear()
                         seconds, outputs[batch_stages] = sample_once(
                             recorder, diffusion, fn, stages, start, batch_stages, args.max_batch, device)
-                        if recorder.batch_sizes != expected[batch_stages] * timed_steps:
+                        if recorder.batch_sizes != [n for n in expected[batch_stages] for _ in range(timed_steps)]:
                             raise RuntimeError(f"{scheme}: network calls differ from network_calls()'s plan")
                         times[batch_stages].append(seconds * spec.steps / timed_steps / args.videos)
                 single, batched = statistics.median(times[False]), statistics.median(times[True])

@@ -110,7 +110,9 @@ def _is_safetensors(file: Path) -> bool:
     return struct.unpack("<Q", head[:8])[0] < file.stat().st_size
 
 
-def _read_safetensors(file: Path, device: str | torch.device) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _read_safetensors(
+    file: Path, device: str | torch.device
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     try:
         with safe_open(str(file), framework="pt", device=str(device)) as handle:
             metadata = handle.metadata() or {}
@@ -195,14 +197,16 @@ def _load_reference_pt(file: Path) -> tuple[dict[str, torch.Tensor], dict[str, A
             f"{file} is not a checkpoint file that flexvid can read ({type(err).__name__}); give a flexvid "
             "checkpoint directory, a .safetensors file or an authors' .pt file."
         ) from None
-    if not (isinstance(payload, dict) and isinstance(payload.get("state_dict"), dict) and isinstance(payload.get("config"), dict)):
+    known = isinstance(payload, dict) and all(isinstance(payload.get(k), dict) for k in ("state_dict", "config"))
+    if not known:
         found = sorted(map(str, payload))[:5] if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(
             f"{file} is a PyTorch file of an unknown format (found {found}, expected a dict with "
             "'state_dict' and 'config' as saved by the authors' training script)."
         )
     step = payload.get("step")
-    return payload["state_dict"], config_from_reference(payload["config"]), int(step) if step is not None else None
+    config = config_from_reference(payload["config"])
+    return payload["state_dict"], config, int(step) if step is not None else None
 
 
 def check_state_dict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:

@@ -137,7 +137,7 @@ class MovingMNIST(VideoDataset):
         rng = np.random.default_rng([self.seed, SPLIT_CODES[self.split], epoch, index])
         chosen = rng.integers(len(self.digits), size=self.num_digits)
         # Later frames never change earlier ones, so a shorter simulation is a prefix of the full one.
-        length = self.T if positions is None else len(positions) + 1
+        length = self.T if positions is None else int(positions.max()) + 1
         trajectories = bouncing_trajectories(rng, self.num_digits, length)
         frames = render_video(self.digits[chosen], trajectories if positions is None else trajectories[positions])
         return to_model_range(frames, self.image_size, self.channels), {"index": index}
