@@ -32,7 +32,8 @@ from flexvid.diffusion import ddim_sample, respaced
 from flexvid.nn import UNetVideo
 from flexvid.sampling.engine import network_calls
 from flexvid.sampling.long_video import chunk_plan, generate_long
-from flexvid.sampling.outputs import NpyStreamWriter, to_uint8
+from flexvid.sampling.outputs import NpyStreamWriter
+from flexvid.video_io import to_uint8
 from flexvid.schemes import scheme_stages
 
 MIB = 1024.0**2

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from flexvid.cli.main import main
 from flexvid.errors import DatasetError, WeightsError
 from flexvid.eval.carla_metrics import (
     carla_speed_metrics,
@@ -36,6 +35,7 @@ from flexvid.eval.carla_train import (
     train_position_network,
 )
 from flexvid.eval.resnet import build_resnet, infer_resnet_spec, resnet18, resnet50, resnet152
+from helpers import run_cli
 
 TINY = dict(arch="resnet18", base_width=4)
 
@@ -318,12 +318,6 @@ def test_eval_dir_metrics_file_uses_the_settings_data_dir(tmp_path):
 # ---------------------------------------------------------------- commands
 
 
-def _cli(*argv: str) -> int:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(argv))
-    return exit_info.value.code
-
-
 def test_coords_and_metrics_commands(tmp_path, capsys):
     classifier, regressor = _save_tiny_networks(tmp_path / "weights", cell=55)
     weights = ["--classifier", str(classifier), "--regressor", str(regressor), "--device", "cpu"]
@@ -333,25 +327,25 @@ def test_coords_and_metrics_commands(tmp_path, capsys):
     (eval_dir / "settings.json").write_text(json.dumps({"data_dir": str(data), "T": 12}))
     for name in ("sample_0000-0", "sample_0001-0"):
         np.save(eval_dir / "samples" / f"{name}.npy", np.zeros((12, 3, 32, 32), dtype=np.uint8))
-    assert _cli("carla-coords", str(eval_dir), *weights) == 0
+    assert run_cli("carla-coords", str(eval_dir), *weights) == 0
     coords = np.load(eval_dir / "coords" / "coords_0001-0.npy")
     assert coords.shape == (12, 2) and coords_to_cell(coords).tolist() == [55] * 12
-    assert _cli("carla-coords", str(data), *weights, "--split", "test") == 0
+    assert run_cli("carla-coords", str(data), *weights, "--split", "test") == 0
     assert sorted(p.name for p in (data / "predicted_coords").iterdir()) == ["coords_2.npy", "position_model.json"]
-    assert _cli("carla-metrics", str(eval_dir)) == 0
+    assert run_cli("carla-metrics", str(eval_dir)) == 0
     metrics = json.loads((eval_dir / "carla_metrics.json").read_text())
     assert metrics["OP"] == 0.0 and metrics["WD"] == pytest.approx(0.0)  # constant positions on both sides
     provenance = metrics["protocol"]["sample_position_model"]
     assert provenance["regressor"]["file"] == "regressor_checkpoint.pth" and len(provenance["regressor"]["sha256"]) == 64
     np.save(eval_dir / "samples" / "sample_0002-0.npy", np.zeros((12, 32, 32, 3), dtype=np.uint8))
-    assert _cli("carla-coords", str(eval_dir), *weights) == 2
+    assert run_cli("carla-coords", str(eval_dir), *weights) == 2
     assert "samples must be uint8 RGB videos of shape (T, 3, H, W)" in capsys.readouterr().err
 
 
 def test_regressor_training_command(tmp_path):
     data = _carla_dir(tmp_path / "carla")
     out = tmp_path / "reg.pth"
-    code = _cli("carla-regressor", "train", str(data), "--kind", "regressor", "--arch", "resnet18",
+    code = run_cli("carla-regressor", "train", str(data), "--kind", "regressor", "--arch", "resnet18",
                 "--base-width", "4", "--epochs", "1", "--num-workers", "0", "--out", str(out))
     assert code == 0
     summary = json.loads(out.with_suffix(".json").read_text())

@@ -15,16 +15,7 @@ from flexvid.checkpoint import config_from_reference, load_pretrained, load_weig
 from flexvid.config import DataConfig, DiffusionConfig, ModelConfig
 from flexvid.diffusion import GaussianDiffusion
 from flexvid.errors import CheckpointError
-from flexvid.nn import UNetVideo
-
-
-def randomised(config: ModelConfig, seed: int = 0) -> UNetVideo:
-    torch.manual_seed(seed)
-    model = UNetVideo(config)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, 0.05)
-    return model.eval()
+from helpers import TINY_NETWORK, randomised
 
 
 def small_inputs(config: ModelConfig) -> dict[str, torch.Tensor]:
@@ -42,10 +33,7 @@ def small_inputs(config: ModelConfig) -> dict[str, torch.Tensor]:
     }
 
 
-TINY = ModelConfig(
-    image_size=16, channel_mult=(1, 2), num_channels=32, num_res_blocks=1, num_heads=2,
-    attention_resolutions=(8,), max_frames=3,
-)
+TINY = dataclasses.replace(TINY_NETWORK, max_frames=3)
 
 
 def full_config(model: ModelConfig) -> dict:

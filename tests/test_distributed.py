@@ -13,29 +13,11 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from helpers import tiny_run_config
+
 ROOT = Path(__file__).resolve().parents[1]
 
-TINY = {
-    "model": {
-        "image_size": 16,
-        "channel_mult": [1, 1],
-        "num_channels": 32,
-        "num_res_blocks": 1,
-        "num_heads": 2,
-        "attention_resolutions": [8],
-    },
-    "diffusion": {"diffusion_steps": 100},
-    "data": {"T": 10, "max_frames": 4, "num_workers": 0},
-    "train": {
-        "batch_size": 4,
-        "log_interval": 1,
-        "save_interval": 2,
-        "sample_interval": 0,
-        "ema_rate": [0.9],
-        "tensorboard": False,
-        "device": "cpu",
-    },
-}
+TINY = tiny_run_config(batch_size=4, save_interval=2, device="cpu")
 
 
 def launch(nproc: int, *args: str) -> str:

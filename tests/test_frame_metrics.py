@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from flexvid.cli.main import main
 from flexvid.errors import DatasetError, SchemeError, WeightsError
 from flexvid.eval.alexnet import AlexNetFeatures, load_alexnet
 from flexvid.eval.frame_metrics import (
@@ -22,7 +21,9 @@ from flexvid.eval.frame_metrics import (
     ssim,
 )
 from flexvid.eval.lpips import load_lpips, load_lpips_heads, locate_lpips_heads
-from flexvid.eval.weights import LPIPS_ALEX_HEADS, sha256_of
+from flexvid.eval.weights import LPIPS_ALEX_HEADS
+from flexvid.files import sha256_of
+from helpers import make_eval_dir, run_cli
 
 # ---------------------------------------------------------------------------------------------
 # PSNR and SSIM
@@ -150,28 +151,6 @@ def test_wrong_alexnet_or_heads_files_are_clear_errors(tmp_path, monkeypatch):
 # `flexvid metrics`
 
 
-def make_eval_dir(root: Path, truth: list[np.ndarray], samples: list[list[np.ndarray]], n_obs: int) -> Path:
-    eval_dir, gt_dir = root / "eval", root / "gt"
-    (eval_dir / "samples").mkdir(parents=True)
-    gt_dir.mkdir()
-    settings = {
-        "dataset": "moving_mnist", "data_dir": None, "T": int(truth[0].shape[0]), "image_size": int(truth[0].shape[-1]),
-        "n_obs": n_obs, "sampling_scheme": "autoreg", "max_frames": 4,
-    }
-    (eval_dir / "settings.json").write_text(json.dumps(settings))
-    for index, (reference, video_samples) in enumerate(zip(truth, samples)):
-        np.save(gt_dir / f"{index:04d}.npy", reference)
-        for k, sample in enumerate(video_samples):
-            np.save(eval_dir / "samples" / f"sample_{index:04d}-{k}.npy", sample)
-    return eval_dir
-
-
-def run_cli(*argv: str) -> int:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(argv))
-    return exit_info.value.code
-
-
 @pytest.fixture()
 def tiny_eval(tmp_path) -> Path:
     rng = np.random.default_rng(2)
@@ -282,10 +261,10 @@ def test_metrics_command_adds_the_scheme_loss_of_a_checkpoint(tiny_model_and_dif
 
 def test_metrics_read_the_ground_truth_from_the_dataset_test_split(tmp_path):
     from flexvid.data.base import build_dataset
-    from flexvid.eval.eval_dir import float_to_uint8
+    from flexvid.video_io import to_uint8
 
     dataset = build_dataset("moving_mnist", "test", T=6, image_size=32)
-    truth = [float_to_uint8(dataset[index][0]) for index in range(2)]
+    truth = [to_uint8(dataset[index][0]) for index in range(2)]
     eval_dir = make_eval_dir(tmp_path, truth, [[video] for video in truth], n_obs=1)
     assert run_cli("metrics", str(eval_dir), "--no_lpips") == 0
     result = json.loads((eval_dir / "metrics-2-1.json").read_text())

@@ -11,7 +11,6 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from flexvid.cli.main import main
 from flexvid.errors import DatasetError, WeightsError
 from flexvid.eval import weights as weights_module
 from flexvid.eval.fvd import (
@@ -29,7 +28,9 @@ from flexvid.eval.i3d import (
     preprocess_videos,
     tf_resize_bilinear,
 )
-from flexvid.eval.weights import download_weights, locate_weights, sha256_of
+from flexvid.eval.weights import download_weights, locate_weights
+from flexvid.files import sha256_of
+from helpers import make_eval_dir, run_cli
 
 # ---------------------------------------------------------------------------------------------
 # Fréchet distance
@@ -273,36 +274,15 @@ def test_download_checks_the_hash_and_keeps_nothing_on_mismatch(tmp_path):
 # `flexvid fvd` on a tiny evaluation directory
 
 
-def make_eval_dir(root: Path, truth: list[np.ndarray], samples: list[np.ndarray], n_obs: int = 2) -> Path:
-    eval_dir, gt_dir = root / "eval", root / "gt"
-    (eval_dir / "samples").mkdir(parents=True)
-    gt_dir.mkdir()
-    settings = {
-        "dataset": "moving_mnist", "data_dir": None, "T": int(truth[0].shape[0]), "image_size": int(truth[0].shape[-1]),
-        "n_obs": n_obs, "sampling_scheme": "autoreg", "max_frames": 4,
-    }
-    (eval_dir / "settings.json").write_text(json.dumps(settings))
-    for index, (reference, sample) in enumerate(zip(truth, samples)):
-        np.save(gt_dir / f"{index:04d}.npy", reference)
-        np.save(eval_dir / "samples" / f"sample_{index:04d}-0.npy", sample)
-    return eval_dir
-
-
 def random_videos(count: int, frames: int = MIN_FRAMES, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     return [rng.integers(0, 256, (frames, 3, 16, 16), dtype=np.uint8) for _ in range(count)]
 
 
-def run_cli(*argv: str) -> int:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(argv))
-    return exit_info.value.code
-
-
 def test_fvd_command_writes_the_score_and_its_protocol(tmp_path, i3d_file, capsys):
     # Samples equal to their test videos: the distance is zero only if each sample meets its own video.
     truth = random_videos(2)
-    eval_dir = make_eval_dir(tmp_path, truth, [video.copy() for video in truth])
+    eval_dir = make_eval_dir(tmp_path, truth, [[video.copy()] for video in truth], n_obs=2)
     with pytest.warns(RankDeficientCovarianceWarning):
         assert run_cli("fvd", str(eval_dir), "--i3d", str(i3d_file), "--gt_dir", str(tmp_path / "gt")) == 0
     text = float((eval_dir / "fvd-2-0.txt").read_text())
@@ -318,7 +298,7 @@ def test_fvd_command_writes_the_score_and_its_protocol(tmp_path, i3d_file, capsy
 
 def test_fvd_errors_on_length_mismatch_and_too_few_samples(tmp_path, i3d_file, capsys):
     truth = random_videos(3, frames=MIN_FRAMES + 1)
-    eval_dir = make_eval_dir(tmp_path, truth, random_videos(3))
+    eval_dir = make_eval_dir(tmp_path, truth, [[video] for video in random_videos(3)], n_obs=2)
     gt = str(tmp_path / "gt")
     assert run_cli("fvd", str(eval_dir), "--i3d", str(i3d_file), "--gt_dir", gt) == 2
     assert "has shape (9, 3, 16, 16) (T, C, H, W) but test video 0 has (10, 3, 16, 16)" in capsys.readouterr().err

@@ -13,28 +13,7 @@ from flexvid.config import ModelConfig, dataclass_from_dict
 from flexvid.errors import ConfigError, FlexvidError
 from flexvid.nn import FrameIndexError, ModelInputError, UNetVideo
 from flexvid.nn.attention import SpatialAttention, masked_softmax
-
-# A small U-Net (16x16 frames, two levels) so the tests stay fast on a 2-core CPU.
-TINY = ModelConfig(
-    image_size=16,
-    channel_mult=(1, 2),
-    num_channels=32,
-    num_res_blocks=1,
-    num_heads=2,
-    attention_resolutions=(8,),
-    max_frames=4,
-)
-
-
-def randomised(config: ModelConfig, seed: int = 0) -> UNetVideo:
-    """A network whose every parameter is random (the zero-initialised output layers included)."""
-    torch.manual_seed(seed)
-    model = UNetVideo(config)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, 0.05)
-    return model.eval()
-
+from helpers import TINY_NETWORK, randomised
 
 def video_inputs(config: ModelConfig, batch: int = 2, seed: int = 1) -> dict[str, torch.Tensor]:
     """Random inputs; video 0 has frame 0 observed, video 1 also has a padding frame at the end."""
@@ -76,8 +55,8 @@ def test_reference_network_output_is_reproduced(reference_dir):
 
 
 def test_layouts_and_attention_paths_agree():
-    model = randomised(TINY)
-    inputs = video_inputs(TINY)
+    model = randomised(TINY_NETWORK)
+    inputs = video_inputs(TINY_NETWORK)
     with torch.no_grad():
         fused = model(**inputs)
         model.channels_last = False
@@ -98,8 +77,8 @@ def test_attention_mask_separates_real_and_padding_frames():
 
 
 def test_turning_padding_into_a_latent_frame_changes_the_real_frames():
-    model = randomised(TINY)
-    inputs = video_inputs(TINY)
+    model = randomised(TINY_NETWORK)
+    inputs = video_inputs(TINY_NETWORK)
     unpadded = dict(inputs, latent_mask=torch.ones_like(inputs["latent_mask"]))
     unpadded["latent_mask"][:, 0] = 0
     with torch.no_grad():
@@ -109,8 +88,8 @@ def test_turning_padding_into_a_latent_frame_changes_the_real_frames():
 
 
 def test_observed_frames_enter_as_x0_and_latent_frames_interact():
-    model = randomised(TINY)
-    inputs = video_inputs(TINY)
+    model = randomised(TINY_NETWORK)
+    inputs = video_inputs(TINY_NETWORK)
     noisy_changed = {name: t.clone() for name, t in inputs.items()}
     noisy_changed["x"][:, 0] += 5.0  # noisy values of observed frames are ignored
     clean_changed = {name: t.clone() for name, t in inputs.items()}
@@ -123,8 +102,8 @@ def test_observed_frames_enter_as_x0_and_latent_frames_interact():
 
 
 def test_output_follows_a_permutation_of_the_frames():
-    model = randomised(TINY)
-    inputs = video_inputs(TINY, batch=1)
+    model = randomised(TINY_NETWORK)
+    inputs = video_inputs(TINY_NETWORK, batch=1)
     order = torch.tensor([2, 0, 3, 1])
     permuted = {name: (t[:, order] if t.dim() > 1 else t) for name, t in inputs.items()}
     with torch.no_grad():
@@ -133,15 +112,15 @@ def test_output_follows_a_permutation_of_the_frames():
 
 
 def test_frame_distances_change_the_output():
-    model = randomised(TINY)
-    inputs = video_inputs(TINY, batch=1)
+    model = randomised(TINY_NETWORK)
+    inputs = video_inputs(TINY_NETWORK, batch=1)
     spread = dict(inputs, frame_indices=inputs["frame_indices"] * 7)
     with torch.no_grad():
         assert relative_error(model(**inputs), model(**spread)) > 1e-4
 
 
 def test_learned_sigma_lookup_table_variant_and_its_range():
-    config = dataclasses.replace(TINY, learn_sigma=True, use_rpe_net=False, num_heads=4)
+    config = dataclasses.replace(TINY_NETWORK, learn_sigma=True, use_rpe_net=False, num_heads=4)
     model = randomised(config)
     assert model.state_dict()["input_blocks.3.1.temporal_attention.rpe_v.lookup_table_weight"].shape == (7, 4, 16)
     inputs = dict(video_inputs(config), frame_indices=torch.tensor([[0, 1, 2, 3], [3, 2, 1, 0]]))
@@ -154,8 +133,8 @@ def test_learned_sigma_lookup_table_variant_and_its_range():
 
 
 def test_bf16_autocast_forward_and_backward_close_to_float32():
-    model = randomised(TINY)
-    inputs = video_inputs(TINY)
+    model = randomised(TINY_NETWORK)
+    inputs = video_inputs(TINY_NETWORK)
     with torch.no_grad():
         reference = model(**inputs)
     model.train()
@@ -170,10 +149,10 @@ def test_bf16_autocast_forward_and_backward_close_to_float32():
 
 
 def test_gradient_checkpointing_gives_the_same_gradients():
-    inputs = video_inputs(TINY)
+    inputs = video_inputs(TINY_NETWORK)
     grads = []
     for use_checkpoint in (False, True):
-        model = randomised(dataclasses.replace(TINY, use_checkpoint=use_checkpoint)).train()
+        model = randomised(dataclasses.replace(TINY_NETWORK, use_checkpoint=use_checkpoint)).train()
         model(**inputs).square().mean().backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
     assert relative_error(grads[1], grads[0]) < 1e-5
@@ -190,7 +169,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
 )
 def test_bad_configs_are_rejected(changes, message):
     with pytest.raises(ConfigError, match=message):
-        UNetVideo(dataclasses.replace(TINY, **changes))
+        UNetVideo(dataclasses.replace(TINY_NETWORK, **changes))
 
 
 @pytest.mark.parametrize(
@@ -203,8 +182,8 @@ def test_bad_configs_are_rejected(changes, message):
     ],
 )
 def test_inputs_of_the_wrong_shape_are_rejected(name, bad, message):
-    model = UNetVideo(TINY)
-    inputs = dict(video_inputs(TINY), **{name: bad})
+    model = UNetVideo(TINY_NETWORK)
+    inputs = dict(video_inputs(TINY_NETWORK), **{name: bad})
     with pytest.raises(ModelInputError, match=message):
         model(**inputs)
     assert issubclass(ModelInputError, FlexvidError)

@@ -16,8 +16,8 @@ from flexvid.errors import ConfigError, DatasetError, SchemeError
 from flexvid.nn import UNetVideo
 from flexvid.sampling import job as job_module
 from flexvid.sampling.job import SampleJob, SampleSettings
-from flexvid.sampling.outputs import to_uint8
 from flexvid.sampling.viewing import export_videos
+from flexvid.video_io import to_uint8
 
 TRAIN_T = 12
 

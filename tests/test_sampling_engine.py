@@ -14,9 +14,10 @@ from flexvid.errors import SchemeError
 from flexvid.nn import UNetVideo
 from flexvid.sampling.engine import network_calls, run_stages, stage_waves
 from flexvid.sampling.long_video import chunk_plan, generate_long
-from flexvid.sampling.outputs import NpyStreamWriter, to_uint8
+from flexvid.sampling.outputs import NpyStreamWriter
 from flexvid.schemes import scheme_stages
 from flexvid.schemes.stage import Stage
+from flexvid.video_io import to_uint8
 
 
 def stages_of(name: str, T: int, n_obs: int, K: int, step: int) -> list[Stage]:

@@ -3,7 +3,6 @@ schedule files, YAML files, the picture and the `flexvid schemes` command."""
 
 from __future__ import annotations
 
-import itertools
 import json
 
 import pytest

@@ -35,39 +35,9 @@ from flexvid.training.distributed import DistInfo
 from flexvid.training.ema import EMA
 from flexvid.training.logging import Progress
 from flexvid.training.trainer import Trainer, TrainingDivergedError
+from helpers import tiny_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
-
-# A network of ~0.4M parameters on 16x16 frames: a training step takes well under a second on 2 cores.
-TINY_MODEL = {
-    "image_size": 16,
-    "channel_mult": [1, 1],
-    "num_channels": 32,
-    "num_res_blocks": 1,
-    "num_heads": 2,
-    "attention_resolutions": [8],
-}
-
-
-def tiny(**train) -> dict:
-    """Config overrides of a tiny Moving MNIST run; `train` overrides the train section."""
-    settings = {
-        "batch_size": 2,
-        "max_steps": 4,
-        "log_interval": 1,
-        "save_interval": 100,
-        "sample_interval": 0,
-        "ema_rate": [0.9],
-        "tensorboard": False,
-    }
-    settings.update(train)
-    return {
-        "model": dict(TINY_MODEL),
-        "diffusion": {"diffusion_steps": 100},
-        "data": {"T": 10, "max_frames": 4, "num_workers": 0},
-        "train": settings,
-    }
-
 
 def run_training(run_dir: Path, overrides: dict, resume: bool = False) -> Trainer:
     config = resolve_run_config(overrides)
@@ -88,7 +58,7 @@ def parse_cli(argv: list[str]) -> argparse.Namespace:
 
 
 def write_tiny_yaml(path: Path, **train) -> Path:
-    path.write_text(yaml.safe_dump(tiny(**train)))
+    path.write_text(yaml.safe_dump(tiny_run_config(**train)))
     return path
 
 
@@ -126,11 +96,11 @@ def test_presets_resolve_to_the_paper_sizes():
 
 def test_config_errors():
     with pytest.raises(ConfigError, match=r"max_frames \(K=12\) is larger than the video length T=10"):
-        resolve_run_config(merge_overrides(tiny(), {"data": {"max_frames": 12}}))
+        resolve_run_config(merge_overrides(tiny_run_config(), {"data": {"max_frames": 12}}))
     with pytest.raises(DatasetError, match="Unknown dataset 'nope'"):
-        resolve_run_config(merge_overrides(tiny(), {"data": {"dataset": "nope"}}))
+        resolve_run_config(merge_overrides(tiny_run_config(), {"data": {"dataset": "nope"}}))
     with pytest.raises(ConfigError, match="Unknown precision"):
-        resolve_run_config(tiny(precision="fp8"))
+        resolve_run_config(tiny_run_config(precision="fp8"))
 
 
 def test_yaml_with_unknown_section_or_key_is_rejected(tmp_path):
@@ -146,7 +116,7 @@ def test_yaml_with_unknown_section_or_key_is_rejected(tmp_path):
 
 
 def test_batch_not_divisible_by_world_size(tmp_path):
-    config = resolve_run_config(tiny(batch_size=4))
+    config = resolve_run_config(tiny_run_config(batch_size=4))
     with pytest.raises(ConfigError, match="not divisible by the 3 processes"):
         Trainer(config, tmp_path, DistInfo(0, 3, 0, torch.device("cpu")))
 
@@ -160,7 +130,7 @@ def _write_npy_videos(directory: Path, count: int, frames: int) -> None:
 
 @pytest.mark.filterwarnings("ignore:Skipping .* video")
 def test_dataset_path_missing_empty_or_videos_too_short(tmp_path):
-    overrides = merge_overrides(tiny(), {"data": {"dataset": "mazes", "T": 10}})
+    overrides = merge_overrides(tiny_run_config(), {"data": {"dataset": "mazes", "T": 10}})
     with pytest.raises(DatasetError, match="does not exist"):
         overrides["data"]["data_dir"] = str(tmp_path / "missing")
         Trainer(resolve_run_config(overrides), tmp_path / "run1")
@@ -179,7 +149,7 @@ def test_dataset_path_missing_empty_or_videos_too_short(tmp_path):
 
 def test_loss_falls_on_a_fixed_batch(tmp_path):
     """Training lowers the diffusion loss of a fixed batch with fixed timesteps and noise."""
-    config = resolve_run_config(tiny(lr=2e-3, max_steps=25, batch_size=4, log_interval=25))
+    config = resolve_run_config(tiny_run_config(lr=2e-3, max_steps=25, batch_size=4, log_interval=25))
     trainer = Trainer(config, tmp_path, out=io.StringIO())
     batch = next(iter(trainer.loader))
     generator = torch.Generator().manual_seed(0)
@@ -202,7 +172,7 @@ def test_resume_is_bitwise_exact(tmp_path):
     """Stop at step s, resume to 2s: weights, EMA and optimizer state equal an uninterrupted run's."""
     s = 3
     settings = dict(save_interval=s, lr_anneal_steps=10, grad_clip=1.0, schedule_sampler="loss-second-moment")
-    overrides = merge_overrides(tiny(**settings), {"model": {"dropout": 0.1}})
+    overrides = merge_overrides(tiny_run_config(**settings), {"model": {"dropout": 0.1}})
     straight = tmp_path / "straight"
     run_training(straight, merge_overrides(overrides, {"train": {"max_steps": 2 * s}}))
     resumed = tmp_path / "resumed"
@@ -226,15 +196,15 @@ def test_resume_is_bitwise_exact(tmp_path):
 
 
 def test_microbatches_give_the_same_update(tmp_path):
-    one = run_training(tmp_path / "one", tiny(max_steps=1, batch_size=4))
-    four = run_training(tmp_path / "four", tiny(max_steps=1, batch_size=4, microbatch=1))
+    one = run_training(tmp_path / "one", tiny_run_config(max_steps=1, batch_size=4))
+    four = run_training(tmp_path / "four", tiny_run_config(max_steps=1, batch_size=4, microbatch=1))
     for p, q in zip(one.model.parameters(), four.model.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_mixed_precision_steps_are_finite(tmp_path, precision):
-    trainer = run_training(tmp_path, tiny(max_steps=2, precision=precision))
+    trainer = run_training(tmp_path, tiny_run_config(max_steps=2, precision=precision))
     metrics = read_metrics(tmp_path)
     assert all(np.isfinite(m["loss"]) for m in metrics)
     assert ("grad_scale" in metrics[-1]) == (precision == "fp16")
@@ -242,7 +212,7 @@ def test_mixed_precision_steps_are_finite(tmp_path, precision):
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
-    config = resolve_run_config(tiny(lr=1e30, max_steps=6, save_interval=1))
+    config = resolve_run_config(tiny_run_config(lr=1e30, max_steps=6, save_interval=1))
     trainer = Trainer(config, tmp_path, out=io.StringIO())
     with pytest.raises(TrainingDivergedError, match=r"at step (\d); .*last good checkpoint is .*step_000000\1"):
         trainer.train()
@@ -252,7 +222,10 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
 
 def test_metrics_logs_and_sample_videos(tmp_path):
-    run_training(tmp_path, tiny(max_steps=2, log_interval=2, sample_interval=2, sample_steps=2, tensorboard=True, lr_anneal_steps=4))
+    overrides = tiny_run_config(
+        max_steps=2, log_interval=2, sample_interval=2, sample_steps=2, tensorboard=True, lr_anneal_steps=4
+    )
+    run_training(tmp_path, overrides)
     (metrics,) = read_metrics(tmp_path)
     for key in ("loss", "mse", "grad_norm", "lr", "steps_per_sec", "videos_per_sec", "frames_per_sec", "data_wait_frac"):
         assert np.isfinite(metrics[key]), key
@@ -289,7 +262,7 @@ def test_ema_follows_its_formula():
 
 
 def _save(run_dir: Path, step: int, keep: int = 10) -> Path:
-    config = resolve_run_config(tiny())
+    config = resolve_run_config(tiny_run_config())
     state = {"w": torch.full((3,), float(step))}
     return save_checkpoint(
         run_dir, step, model_state=state, ema_states={0.9: state}, training_state={"x": 1}, config=config, keep=keep
@@ -358,7 +331,7 @@ def test_wandb_logs_offline_without_an_account(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    run_training(tmp_path, tiny(max_steps=1, wandb=True, sample_interval=1, sample_steps=2))
+    run_training(tmp_path, tiny_run_config(max_steps=1, wandb=True, sample_interval=1, sample_steps=2))
     run_id = (tmp_path / "wandb_id.txt").read_text().strip()
     (offline_run,) = (tmp_path / "wandb").glob(f"offline-run-*-{run_id}")
     assert list(offline_run.glob("*.wandb"))

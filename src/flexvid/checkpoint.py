@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -23,6 +21,7 @@ from safetensors.torch import save_file
 
 from flexvid.config import DataConfig, DiffusionConfig, ModelConfig, dataclass_from_dict
 from flexvid.errors import CheckpointError, ConfigError
+from flexvid.files import atomic_write, atomic_write_json
 from flexvid.nn import UNetVideo
 
 MODEL_FILENAME = "model.safetensors"
@@ -58,25 +57,10 @@ def _config_dict(config: Mapping[str, Any] | Any) -> dict[str, Any]:
     return json.loads(json.dumps(dict(config)))
 
 
-def _atomic_write(target: Path, write: Any) -> None:
-    """Call `write(tmp_path)` on a temporary file beside `target`, fsync it, then rename it over `target`."""
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _write_safetensors(file: Path, state_dict: Mapping[str, torch.Tensor], config: dict[str, Any]) -> None:
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in state_dict.items()}
     metadata = {FORMAT_METADATA_KEY: FORMAT_NAME, CONFIG_METADATA_KEY: json.dumps(config)}
-    _atomic_write(file, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    atomic_write(file, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def save_weights(
@@ -91,13 +75,10 @@ def save_weights(
     path = Path(path)
     config = _config_dict(config)
     if path.suffix == ".safetensors":
-        path.parent.mkdir(parents=True, exist_ok=True)
         _write_safetensors(path, state_dict, config)
         return path
-    path.mkdir(parents=True, exist_ok=True)
     _write_safetensors(path / MODEL_FILENAME, state_dict, config)
-    text = json.dumps(config, indent=2) + "\n"
-    _atomic_write(path / CONFIG_FILENAME, lambda tmp: tmp.write_text(text))
+    atomic_write_json(path / CONFIG_FILENAME, config)
     return path / MODEL_FILENAME
 
 

@@ -1,13 +1,11 @@
 """Write videos as GIF or MP4 files (imageio + its bundled ffmpeg), atomically.
 
 Frames are uint8 arrays (T, H, W, 3); `to_uint8_frames` converts a model video (T, C, H, W) in
-[-1, 1] with 1 or 3 channels.
+[-1, 1] with 1 or 3 channels, `to_uint8` any tensor in [-1, 1] keeping its shape.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import imageio.v2 as imageio_v2
@@ -15,12 +13,20 @@ import imageio.v3 as imageio_v3
 import numpy as np
 import torch
 
+from flexvid.files import atomic_write, atomic_write_bytes
+
+
+def to_uint8(frames: torch.Tensor) -> np.ndarray:
+    """Frames in [-1, 1] -> a uint8 array of the same shape, rounded (as the reference saves samples)."""
+    scaled = (frames.detach().float().cpu().clamp(-1, 1) + 1) * 127.5
+    return scaled.round().to(torch.uint8).numpy()
+
 
 def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
     """(T, C, H, W) float in [-1, 1] with C in {1, 3} -> (T, H, W, 3) uint8."""
     if video.dim() != 4 or video.shape[1] not in (1, 3):
         raise ValueError(f"expected a video (T, C, H, W) with 1 or 3 channels, got {tuple(video.shape)}")
-    frames = ((video.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    frames = torch.from_numpy(to_uint8(video))
     if frames.shape[1] == 1:
         frames = frames.expand(-1, 3, -1, -1)
     return frames.permute(0, 2, 3, 1).contiguous().numpy()
@@ -31,25 +37,9 @@ def encode_gif(frames: np.ndarray, fps: float = 8.0) -> bytes:
     return imageio_v3.imwrite("<bytes>", list(frames), extension=".gif", duration=1000.0 / fps, loop=0)
 
 
-def _write_atomically(path: Path, write) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
 def write_gif(path: str | Path, frames: np.ndarray, fps: float = 8.0) -> Path:
     """Write `frames` (T, H, W, 3) uint8 as a looping GIF at `path`."""
-    data = encode_gif(frames, fps)
-    return _write_atomically(Path(path), lambda tmp: Path(tmp).write_bytes(data))
+    return atomic_write_bytes(path, encode_gif(frames, fps))
 
 
 def write_mp4(path: str | Path, frames: np.ndarray, fps: float = 8.0) -> Path:
@@ -57,7 +47,7 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: float = 8.0) -> Path:
     if frames.shape[1] % 2 or frames.shape[2] % 2:
         raise ValueError(f"MP4 needs even frame sizes, got {frames.shape[1]}x{frames.shape[2]}")
 
-    def write(tmp: str) -> None:
+    def write(tmp: Path) -> None:
         writer = imageio_v2.get_writer(
             tmp, format="FFMPEG", fps=fps, codec="libx264", pixelformat="yuv420p", macro_block_size=1
         )
@@ -67,4 +57,4 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: float = 8.0) -> Path:
         finally:
             writer.close()
 
-    return _write_atomically(Path(path), write)
+    return atomic_write(path, write)

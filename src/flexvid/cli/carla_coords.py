@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import io
-import json
-import os
 from pathlib import Path
 from typing import Callable
 
@@ -16,6 +13,7 @@ from flexvid.errors import DatasetError
 from flexvid.eval.carla_metrics import COORDS_SUBDIR, PREDICTED_DATASET_COORDS_SUBDIR, PROVENANCE_FILE
 from flexvid.eval.carla_position import CarlaPositionModel, load_position_model
 from flexvid.eval.carla_train import SPLITS, carla_split_files, load_frames
+from flexvid.files import atomic_write, atomic_write_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,16 +87,9 @@ def _write_all(
         target = out_dir / name
         if target.exists() and not overwrite:
             continue
-        buffer = io.BytesIO()
-        np.save(buffer, model.predict_video(load(source), batch_size))
-        _write_atomic(target, buffer.getvalue())
+        coords = model.predict_video(load(source), batch_size)
+        atomic_write(target, lambda temp: np.save(temp, coords))
         written += 1
     if written:
-        _write_atomic(out_dir / PROVENANCE_FILE, json.dumps(model.provenance, indent=2).encode())
+        atomic_write_json(out_dir / PROVENANCE_FILE, model.provenance)
     return written
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

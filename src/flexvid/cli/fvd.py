@@ -14,7 +14,7 @@ import torch
 
 from flexvid.eval.fvd import fvd_of_eval_dir
 from flexvid.eval.i3d import load_i3d
-from flexvid.sampling.outputs import atomic_write_bytes, save_json
+from flexvid.files import atomic_write_json, atomic_write_text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
     )
     protocol = result["protocol"]
     stem = Path(args.eval_dir) / f"fvd-{protocol['num_videos']}-{args.sample_idx}"
-    atomic_write_bytes(stem.with_suffix(".txt"), lambda handle: handle.write(f"{result['fvd']!r}\n".encode()))
-    save_json(stem.with_suffix(".json"), result)
+    atomic_write_text(stem.with_suffix(".txt"), f"{result['fvd']!r}\n")
+    atomic_write_json(stem.with_suffix(".json"), result, sort_keys=True, default=str)
     weights = protocol["i3d_weights"]
     print(
         f"FVD {result['fvd']:.3f} on {protocol['num_videos']} videos of {protocol['frames_per_video']} frames "

@@ -23,7 +23,7 @@ from flexvid.eval.eval_dir import (
 )
 from flexvid.eval.frame_metrics import PSNR_MAX_DB, SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW, evaluate_videos
 from flexvid.eval.weights import ALEXNET, find_installed, where_to_get
-from flexvid.sampling.outputs import save_json
+from flexvid.files import atomic_write_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     if args.loss is not None:
         result["loss"] = _scheme_loss(args, settings, truth, num_videos)
     out = Path(args.out) if args.out else eval_dir / f"metrics-{num_videos}-{k}.json"
-    save_json(out, result)
+    atomic_write_json(out, result, sort_keys=True, default=str)
     for group in ("latent_frames", "all_frames"):
         means = ", ".join(f"{name} {values['mean']:.4f}" for name, values in scores[group].items())
         print(f"{group}: {means}")

@@ -59,6 +59,24 @@ class VideoDataset(Dataset):
         return video[torch.from_numpy(positions)], select_frame_info(info, positions, self.per_frame_info)
 
 
+class FrameReadingDataset(VideoDataset):
+    """Base class for datasets that can load chosen frames alone: one `_read_clip` serves both
+    `dataset[index]` and `clip`, so a K-frame training example reads and converts only K frames."""
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        return self._read_clip(index, None)
+
+    def clip(self, index: int, frame_indices: Sequence[int] | np.ndarray) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Only the chosen frames of item `index` (checked positions 0..T-1), read by `_read_clip`."""
+        return self._read_clip(index, frame_positions(frame_indices, self.T))
+
+    def _read_clip(  # pragma: no cover - abstract
+        self, index: int, positions: np.ndarray | None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Item `index` with all T frames (`positions` None) or only the frames at `positions`."""
+        raise NotImplementedError
+
+
 def frame_positions(frame_indices: Sequence[int] | np.ndarray, T: int) -> np.ndarray:
     """Check chosen frame positions of a T-frame item and return them as a 1-D int64 array."""
     positions = np.asarray(frame_indices, dtype=np.int64)

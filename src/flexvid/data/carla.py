@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from flexvid.data.base import VideoDataset, frame_positions, register_dataset, select_frame_info
+from flexvid.data.base import FrameReadingDataset, register_dataset, select_frame_info
 from flexvid.data.video_decode import clip_start, keep_long_enough, resize_center_crop, shard_items
 from flexvid.errors import DatasetError
 
@@ -62,7 +62,7 @@ def load_carla_video(path: Path) -> torch.Tensor:
     return video
 
 
-class CarlaVideos(VideoDataset):
+class CarlaVideos(FrameReadingDataset):
     """One split of the CARLA dataset; items carry the camera coordinates of their frames."""
 
     name = "carla_no_traffic"
@@ -113,15 +113,9 @@ class CarlaVideos(VideoDataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
-        return self._read_clip(index, None)
-
-    def clip(self, index: int, frame_indices: Sequence[int] | np.ndarray) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Only the chosen frames of item `index`: the memory-mapped .pt is read and converted for those alone."""
-        return self._read_clip(index, frame_positions(frame_indices, self.T))
-
     def _read_clip(self, index: int, positions: np.ndarray | None) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Item `index` (its T-frame window), or only the window's frames at `positions`."""
+        """Item `index` (its T-frame window), or only the window's frames at `positions`: the
+        memory-mapped .pt is read and converted for those alone."""
         path = self.files[index]
         video = load_carla_video(path)
         start = clip_start(len(video), self.T, self.random_window)

@@ -5,8 +5,6 @@ It lets a user check at a glance that a dataset decodes to the pictures they exp
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -14,6 +12,8 @@ import numpy as np
 import torch
 
 from flexvid.errors import DatasetError
+from flexvid.files import atomic_write
+from flexvid.video_io import to_uint8_frames
 
 
 def contact_sheet(videos: Sequence[torch.Tensor], frames_per_video: int = 8, gap: int = 2) -> np.ndarray:
@@ -25,11 +25,7 @@ def contact_sheet(videos: Sequence[torch.Tensor], frames_per_video: int = 8, gap
     sheet = np.full((len(videos) * (height + gap) - gap, columns * (width + gap) - gap, 3), 255, np.uint8)
     for row, video in enumerate(videos):
         picks = np.linspace(0, video.shape[0] - 1, num=min(columns, video.shape[0])).round().astype(int)
-        for column, frame_index in enumerate(picks):
-            frame = video[frame_index].detach().float().cpu()
-            if frame.shape[0] == 1:
-                frame = frame.expand(3, -1, -1)
-            pixels = ((frame.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        for column, pixels in enumerate(to_uint8_frames(video[torch.from_numpy(picks)])):
             top, left = row * (height + gap), column * (width + gap)
             sheet[top : top + height, left : left + width] = pixels
     return sheet
@@ -39,14 +35,5 @@ def save_contact_sheet(videos: Sequence[torch.Tensor], path: str | Path, frames_
     """Write the contact sheet of `videos` to a PNG file (atomically) and return its path."""
     from PIL import Image
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(handle)
-    try:
-        Image.fromarray(contact_sheet(videos, frames_per_video)).save(temp, format="PNG")
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
-    return path
+    sheet = Image.fromarray(contact_sheet(videos, frames_per_video))
+    return atomic_write(path, lambda temp: sheet.save(temp, format="PNG"))

@@ -8,9 +8,7 @@ renamed into place only when preparation has finished and a marker file records 
 
 from __future__ import annotations
 
-import hashlib
 import http.client
-import json
 import os
 import re
 import shutil
@@ -26,6 +24,7 @@ from typing import Any, Iterator
 from tqdm import tqdm
 
 from flexvid.errors import DatasetError
+from flexvid.files import atomic_write_json, sha256_of
 
 MARKER_FILE = ".flexvid_prepared.json"
 CHUNK_BYTES = 1 << 20
@@ -72,15 +71,6 @@ def download(
             f"Download of {url} stopped after {received}{expected} bytes; run the same command again to resume it."
         )
     return _finish(part, dest, url, sha256)
-
-
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 digest of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as source:
-        while chunk := source.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def unpack_archive(archive: Path, dest: Path) -> None:
@@ -135,10 +125,7 @@ def staging_dir(dest: Path) -> Iterator[Path]:
 
 def publish(ready: Path, dest: Path, details: dict[str, Any]) -> None:
     """Write the completion marker into `ready`, then rename it to `dest` in one step."""
-    marker = ready / MARKER_FILE
-    with open(marker.with_suffix(".tmp"), "w") as out:
-        json.dump(details, out, indent=1)
-    os.replace(marker.with_suffix(".tmp"), marker)
+    atomic_write_json(ready / MARKER_FILE, details, indent=1)
     if dest.is_dir() and not any(dest.iterdir()):
         dest.rmdir()
     os.replace(ready, dest)

@@ -13,17 +13,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from flexvid.data.base import VideoDataset, frame_positions, register_dataset, select_frame_info
+from flexvid.data.base import FrameReadingDataset, register_dataset, select_frame_info
 from flexvid.data.video_decode import (
     GIF_EXTENSIONS,
     IMAGE_EXTENSIONS,
@@ -38,6 +37,7 @@ from flexvid.data.video_decode import (
     shard_items,
 )
 from flexvid.errors import DatasetError
+from flexvid.files import atomic_write_json
 
 INDEX_FILE = ".flexvid_index.json"
 INDEX_VERSION = 1
@@ -170,11 +170,7 @@ class FolderIndex:
     def _save(self, entries: dict[str, IndexEntry]) -> None:
         payload = {"version": INDEX_VERSION, "entries": [asdict(e) for e in entries.values()]}
         try:
-            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-            handle, temp = tempfile.mkstemp(dir=self.cache_path.parent, prefix=".index-", suffix=".tmp")
-            with os.fdopen(handle, "w") as out:
-                json.dump(payload, out)
-            os.replace(temp, self.cache_path)
+            atomic_write_json(self.cache_path, payload, indent=None)
         except OSError as err:
             warnings.warn(f"Could not cache the video index at {self.cache_path}: {err}", stacklevel=2)
 
@@ -187,7 +183,7 @@ class FolderIndex:
         return Path(base) / f"{digest}.json"
 
 
-class FolderVideos(VideoDataset):
+class FolderVideos(FrameReadingDataset):
     """One split of a folder of the user's videos; an item is a clip of T frames."""
 
     name = "folder"
@@ -240,17 +236,10 @@ class FolderVideos(VideoDataset):
     def __len__(self) -> int:
         return len(self.entries)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
-        return self._read_clip(index, None)
-
-    def clip(self, index: int, frame_indices: Sequence[int] | np.ndarray) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Only the chosen frames of item `index`: arrays and image folders read just those frames,
-        videos are decoded only up to the last one."""
-        return self._read_clip(index, frame_positions(frame_indices, self.T))
-
     def _read_clip(self, index: int, positions: np.ndarray | None) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Item `index` (its T-frame window), or the window's frames at `positions`; a video that fails
-        to load is reported and the next one used."""
+        """Item `index` (its T-frame window), or the window's frames at `positions` (arrays and image
+        folders read just those, videos are decoded up to the last one); a video that fails to load is
+        reported and the next one used."""
         for attempt in range(len(self.entries)):
             entry = self.entries[(index + attempt) % len(self.entries)]
             start = clip_start(entry.num_frames, self.span, self.random_window)

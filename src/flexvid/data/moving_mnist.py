@@ -21,14 +21,14 @@ digit images. With `sequence_path`, the test split is instead the standard `mnis
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from flexvid.data.base import VideoDataset, frame_positions, register_dataset
-from flexvid.data.mnist_digits import DIGIT_SIZE, load_digits
+from flexvid.data.base import FrameReadingDataset, VideoDataset, register_dataset
+from flexvid.data.mnist_digits import load_digits
 from flexvid.errors import DatasetError
 
 CANVAS_SIZE = 64
@@ -81,7 +81,7 @@ def to_model_range(frames: np.ndarray, image_size: int, channels: int) -> torch.
     return video.expand(-1, channels, -1, -1).contiguous()
 
 
-class MovingMNIST(VideoDataset):
+class MovingMNIST(FrameReadingDataset):
     """Bouncing-digit videos (T, C, image_size, image_size) in [-1, 1], generated from real MNIST digits."""
 
     name = "moving_mnist"
@@ -118,16 +118,9 @@ class MovingMNIST(VideoDataset):
         """Train split: make plain indexing `dataset[i]` give new videos in each epoch."""
         self.epoch = epoch
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
-        return self._render(index, None)
-
-    def clip(self, index: int, frame_indices: Sequence[int] | np.ndarray) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Only the chosen frames of video `index`: the motion is simulated up to the last one, and only
-        those frames are drawn and resized."""
-        return self._render(index, frame_positions(frame_indices, self.T))
-
-    def _render(self, index: int, positions: np.ndarray | None) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Video `index` (all T frames, or those at `positions`), a pure function of (seed, split, epoch, index)."""
+    def _read_clip(self, index: int, positions: np.ndarray | None) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Video `index` (all T frames, or those at `positions`), a pure function of (seed, split, epoch,
+        index); the motion is simulated up to the last chosen frame, and only those are drawn and resized."""
         index = int(index)
         if index < 0 or (not self.infinite and index >= self.num_videos):
             raise IndexError(
@@ -143,7 +136,7 @@ class MovingMNIST(VideoDataset):
         return to_model_range(frames, self.image_size, self.channels), {"index": index}
 
 
-class MovingMNISTSequences(VideoDataset):
+class MovingMNISTSequences(FrameReadingDataset):
     """The standard `mnist_test_seq.npy` (frames x videos x 64 x 64 uint8) as fixed videos, memory-mapped."""
 
     name = "moving_mnist"
@@ -177,18 +170,12 @@ class MovingMNISTSequences(VideoDataset):
     def __len__(self) -> int:
         return self.array.shape[1]
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
-        return self._read(index, np.arange(self.T))
-
-    def clip(self, index: int, frame_indices: Sequence[int] | np.ndarray) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Only the chosen frames of video `index`, read from the memory-mapped file."""
-        return self._read(index, frame_positions(frame_indices, self.T))
-
-    def _read(self, index: int, positions: np.ndarray) -> tuple[torch.Tensor, dict[str, Any]]:
+    def _read_clip(self, index: int, positions: np.ndarray | None) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Video `index` (its first T frames, or those at `positions`), read from the memory-mapped file."""
         index = int(index)
         if not 0 <= index < len(self):
             raise IndexError(f"{self.path.name} index {index} is out of range 0..{len(self) - 1}")
-        frames = np.asarray(self.array[positions, index])
+        frames = np.asarray(self.array[slice(self.T) if positions is None else positions, index])
         return to_model_range(frames, self.image_size, self.channels), {"index": index}
 
 

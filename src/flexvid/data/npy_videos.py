@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from flexvid.data.base import VideoDataset, frame_positions, register_dataset, select_frame_info
+from flexvid.data.base import FrameReadingDataset, register_dataset, select_frame_info
 from flexvid.data.video_decode import clip_start, frames_to_tensor, keep_long_enough, resize_center_crop, shard_items
 from flexvid.errors import DatasetError
 
@@ -42,7 +42,7 @@ def open_npy_video(path: Path) -> np.ndarray:
     return video
 
 
-class NumberedNpyVideos(VideoDataset):
+class NumberedNpyVideos(FrameReadingDataset):
     """One split of a directory of numbered .npy videos; an item is a T-frame clip."""
 
     def __init__(
@@ -77,15 +77,9 @@ class NumberedNpyVideos(VideoDataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
-        return self._read_clip(index, None)
-
-    def clip(self, index: int, frame_indices: Sequence[int] | np.ndarray) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Only the chosen frames of item `index`, read from the memory-mapped file."""
-        return self._read_clip(index, frame_positions(frame_indices, self.T))
-
     def _read_clip(self, index: int, positions: np.ndarray | None) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Item `index` (its T-frame window), or only the window's frames at `positions`."""
+        """Item `index` (its T-frame window), or only the window's frames at `positions`, read from the
+        memory-mapped file."""
         path = self.files[index]
         video = open_npy_video(path)
         start = clip_start(len(video), self.T, self.random_window)

@@ -7,8 +7,6 @@ TensorFlow Datasets' reading order, which cannot be reproduced without it).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +14,10 @@ import numpy as np
 from tqdm import tqdm
 
 from flexvid.data.carla import carla_video_files, load_carla_video
-from flexvid.data.download import check_destination, download, publish, sha256_of, staging_dir, unpack_archive
+from flexvid.data.download import check_destination, download, publish, staging_dir, unpack_archive
 from flexvid.data.video_decode import VideoDecodeError, natural_key, read_video_frames
 from flexvid.errors import DatasetError
+from flexvid.files import atomic_write_text, sha256_of
 
 CARLA_URL = "https://www.cs.ubc.ca/~wsgh/fdm/carla/no-traffic.tar.gz"
 CWVAE_URLS = {
@@ -44,7 +43,7 @@ def write_carla_splits(directory: Path, num_test: int = CARLA_TEST_VIDEOS) -> tu
     train, test = numbers[:-num_test], numbers[-num_test:]
     for split, chosen, first_row in (("train", train, 0), ("test", test, len(train))):
         rows = "".join(f"{first_row + row},{videos[number].name}\n" for row, number in enumerate(chosen))
-        _write_text_atomic(directory / f"video_{split}.csv", ",path\n" + rows)
+        atomic_write_text(directory / f"video_{split}.csv", ",path\n" + rows)
     return len(train), len(test)
 
 
@@ -147,10 +146,3 @@ def _directory_holding(root: Path, wanted, depth: int = 3) -> Path | None:
                 return directory
         level = [c for d in level for c in sorted(d.iterdir()) if c.is_dir() and not c.name.startswith(("__", "."))]
     return None
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w") as out:
-        out.write(text)
-    os.replace(temp, path)

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from flexvid.errors import WeightsError
-from flexvid.eval.weights import ALEXNET, LocatedWeights, locate_weights
+from flexvid.eval.weights import ALEXNET, LocatedWeights, locate_weights, state_dict_mismatch
 
 # Indices in `features` of the ReLUs whose outputs LPIPS compares (relu1 ... relu5).
 TAP_INDICES = (1, 4, 7, 9, 11)
@@ -54,17 +54,9 @@ def load_alexnet_state_dict(model: AlexNetFeatures, state: Mapping[str, Tensor],
     """Copy the `features.*` weights of a torchvision AlexNet state dict into `model`, checking keys and shapes."""
     if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
         raise WeightsError(f"{source} is not a state dict of tensors; give torchvision's {ALEXNET.filename}.")
-    expected = model.state_dict()
     features = {k: v for k, v in state.items() if not k.startswith("classifier.")}
-    missing = sorted(set(expected) - set(features))
-    unexpected = sorted(set(features) - set(expected))
-    wrong_shape = sorted(k for k in set(expected) & set(features) if expected[k].shape != features[k].shape)
-    if missing or unexpected or wrong_shape:
-        details = "; ".join(
-            f"{label} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-            for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape))
-            if keys
-        )
+    details = state_dict_mismatch(model.state_dict(), features)
+    if details:
         raise WeightsError(f"{source} is not a torchvision AlexNet state dict ({details}); give {ALEXNET.filename}.")
     model.load_state_dict(features)
 

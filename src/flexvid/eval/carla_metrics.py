@@ -9,13 +9,13 @@ the remaining speeds and the dataset's speeds.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
 from flexvid.errors import DatasetError
+from flexvid.files import atomic_write_json
 
 FRAME_GAP = 10  # frames between the two positions of one speed
 FPS = 10.0  # CARLA dataset frame rate
@@ -146,8 +146,5 @@ def evaluate_eval_dir(
             "observed_frames_included": True,
         }
     )
-    out = eval_dir / METRICS_FILE
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, out)
+    atomic_write_json(eval_dir / METRICS_FILE, result)
     return result

@@ -18,7 +18,8 @@ from torch import nn
 
 from flexvid.errors import WeightsError
 from flexvid.eval.resnet import ResNet, ResNetSpec, build_resnet, infer_resnet_spec
-from flexvid.eval.weights import WEIGHTS_DIR_ENV, sha256_of, weights_dir
+from flexvid.eval.weights import WEIGHTS_DIR_ENV, state_dict_mismatch, weights_dir
+from flexvid.files import sha256_of
 
 TOWN_MIN, TOWN_MAX = -10.0, 400.0  # Town01's extent in metres, on both axes
 GRID_SIZE = 10  # cells per axis
@@ -135,16 +136,8 @@ def _read_state_dict(path: Path, role: str, release_name: str) -> dict[str, torc
 
 def _load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], path: Path, role: str) -> None:
     """Copy weights in, turning key or shape mismatches into one readable sentence."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong_shape = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
-    if missing or unexpected or wrong_shape:
-        details = "; ".join(
-            f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-            for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape))
-            if keys
-        )
+    details = state_dict_mismatch(model.state_dict(), state, label_separator=": ")
+    if details:
         raise WeightsError(f"{path} does not fit the CARLA {role} layout ({details}); give the matching {role} file.")
     model.load_state_dict(state)
 

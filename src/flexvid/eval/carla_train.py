@@ -10,9 +10,7 @@ The data is a CARLA directory as `flexvid.data.carla` reads it: `video_<i>.pt` (
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -33,6 +31,7 @@ from flexvid.eval.carla_position import (
     imagenet_normalize,
 )
 from flexvid.eval.resnet import ResNet
+from flexvid.files import atomic_write, atomic_write_json
 
 SPLITS = ("train", "test", "all")
 
@@ -246,12 +245,6 @@ def _loss(kind: str, model: nn.Module, images: torch.Tensor, positions: torch.Te
     return F.mse_loss(model(images, cells), positions)
 
 
-def _save_atomic(state: dict[str, torch.Tensor], path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
 def train_position_network(
     data_dir: str | Path,
     out_path: str | Path,
@@ -310,9 +303,8 @@ def train_position_network(
         log(f"epoch {epoch + 1}/{config.epochs}: train loss {losses['train']:.5g}, test loss {losses['test']:.5g}")
         if losses["test"] < best:
             best = losses["test"]
-            _save_atomic({k: v.detach().cpu() for k, v in model.state_dict().items()}, out_path)
-    summary = out_path.with_suffix(".json")
-    tmp = summary.with_name(summary.name + ".tmp")
-    tmp.write_text(json.dumps({"config": asdict(config), "history": history, "best_test_loss": best}, indent=2))
-    os.replace(tmp, summary)
+            state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            atomic_write(out_path, lambda temp: torch.save(state, temp))
+    summary = {"config": asdict(config), "history": history, "best_test_loss": best}
+    atomic_write_json(out_path.with_suffix(".json"), summary)
     return history

@@ -16,6 +16,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from flexvid.errors import DatasetError
+from flexvid.video_io import to_uint8
 
 REQUIRED_SETTINGS = ("dataset", "data_dir", "T", "image_size", "n_obs", "sampling_scheme", "max_frames")
 SAMPLE_NAME = re.compile(r"^sample_(\d{4,})-(\d+)\.npy$")
@@ -115,12 +116,6 @@ def load_video_file(path: Path) -> np.ndarray:
     return video
 
 
-def float_to_uint8(video: Any) -> np.ndarray:
-    """A float video in [-1, 1] -> uint8 in [0, 255], rounded (the inverse of the datasets' scaling)."""
-    array = np.asarray(video, dtype=np.float32)
-    return np.clip(np.round((array + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
 class GroundTruth:
     """The test videos that samples are compared with: GT_DIR/NNNN.npy files, or the dataset's test split."""
 
@@ -151,7 +146,7 @@ class GroundTruth:
                 f"Test video {index} does not exist: the {self.source} has {len(self._dataset)} videos; lower --num_videos."
             )
         video, _ = self._dataset[index]
-        return float_to_uint8(video)
+        return to_uint8(video)
 
 
 def check_same_shape(sample: np.ndarray, truth: np.ndarray, name: str, index: int) -> None:
@@ -186,7 +181,6 @@ __all__ = [
     "available_samples",
     "check_same_shape",
     "count_leading_videos",
-    "float_to_uint8",
     "load_video_file",
     "paired_videos",
     "read_settings",

@@ -29,6 +29,7 @@ from flexvid.eval.weights import (
     LocatedWeights,
     find_installed,
     locate_weights,
+    state_dict_mismatch,
     weights_dir,
 )
 
@@ -205,15 +206,8 @@ def load_i3d_state_dict(model: InceptionI3D, state: Mapping[str, Tensor], source
         raise WeightsError(f"{source} is not a state dict of tensors; give i3d_pretrained_400.pt or i3d_torchscript.pt.")
     expected = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     given = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
-    missing = sorted(set(expected) - set(given))
-    unexpected = sorted(set(given) - set(expected))
-    wrong_shape = sorted(k for k in set(expected) & set(given) if expected[k].shape != given[k].shape)
-    if missing or unexpected or wrong_shape:
-        details = "; ".join(
-            f"{label} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-            for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape))
-            if keys
-        )
+    details = state_dict_mismatch(expected, given)
+    if details:
         raise WeightsError(
             f"{source} does not hold I3D Kinetics-400 weights in the VideoGPT/TATS layout ({details}); "
             "give i3d_pretrained_400.pt or i3d_torchscript.pt."

@@ -17,7 +17,8 @@ from torch import Tensor, nn
 
 from flexvid.errors import WeightsError
 from flexvid.eval.alexnet import TAP_CHANNELS, AlexNetFeatures, load_alexnet
-from flexvid.eval.weights import LPIPS_ALEX_HEADS, LocatedWeights, find_installed, locate_weights, sha256_of
+from flexvid.eval.weights import LPIPS_ALEX_HEADS, LocatedWeights, find_installed, locate_weights
+from flexvid.files import sha256_of
 
 # Per-channel input normalisation of LPIPS (its ScalingLayer), for inputs in [-1, 1].
 INPUT_SHIFT = (-0.030, -0.088, -0.188)

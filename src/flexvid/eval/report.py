@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 
 from flexvid.errors import DatasetError
+from flexvid.files import atomic_write, atomic_write_text
 
 REPORT_MARKDOWN = "report.md"
 REPORT_IMAGE = "report.png"
@@ -262,11 +262,7 @@ def draw_plot(runs: list[EvalRun], path: str | Path) -> Path:
             title = f"{name} per frame"
             _line_panel(draw, box, [run.series.get(name) for run in runs], font)
         _text(draw, left + 10, top + 8, title, font)
-    path = Path(path)
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    image.save(tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, image.save)
 
 
 def _text(draw: ImageDraw.ImageDraw, x: float, y: float, text: str, font, *, h: float = 0.0, v: float = 0.0) -> None:
@@ -338,7 +334,5 @@ def write_report(results_dir: str | Path, out_dir: str | Path | None = None) -> 
     out_dir.mkdir(parents=True, exist_ok=True)
     image = draw_plot(runs, out_dir / REPORT_IMAGE)
     markdown = out_dir / REPORT_MARKDOWN
-    tmp = markdown.with_name(markdown.name + ".tmp")
-    tmp.write_text(markdown_table(runs, image.name))
-    os.replace(tmp, markdown)
+    atomic_write_text(markdown, markdown_table(runs, image.name))
     return markdown, image

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping
 
 from flexvid.errors import WeightsError
+from flexvid.files import CHUNK_BYTES, atomic_write, sha256_of
 
 WEIGHTS_DIR_ENV = "FLEXVID_WEIGHTS_DIR"
 
@@ -118,13 +119,17 @@ def get_spec(name: str) -> WeightSpec:
     return WEIGHTS[name]
 
 
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def state_dict_mismatch(expected: Mapping[str, Any], given: Mapping[str, Any], *, label_separator: str = " ") -> str:
+    """The first few missing, unexpected and wrong-shape keys of `given` against `expected`, for an
+    error message; an empty string when the keys and tensor shapes match exactly."""
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+    wrong_shape = sorted(k for k in set(expected) & set(given) if expected[k].shape != given[k].shape)
+    return "; ".join(
+        f"{label}{label_separator}{', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape))
+        if keys
+    )
 
 
 def where_to_get(spec: WeightSpec) -> str:
@@ -177,26 +182,24 @@ def download_weights(name: str, directory: str | Path | None = None, *, url: str
     target_dir.mkdir(parents=True, exist_ok=True)
     target = target_dir / spec.filename
     source = url or spec.url
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.filename}.", suffix=".part", dir=target_dir)
-    tmp = Path(tmp_name)
     digest = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(source) as response:  # noqa: S310
-            for chunk in iter(lambda: response.read(1 << 20), b""):
+
+    def fetch(temp: Path) -> None:
+        with open(temp, "wb") as out, urllib.request.urlopen(source) as response:  # noqa: S310
+            for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
                 digest.update(chunk)
                 out.write(chunk)
-        hex_digest = digest.hexdigest()
-        if not spec.hash_matches(hex_digest):
+        if not spec.hash_matches(digest.hexdigest()):
             raise WeightsError(
-                f"The file downloaded from {source} has SHA-256 {hex_digest}, not the published "
+                f"The file downloaded from {source} has SHA-256 {digest.hexdigest()}, not the published "
                 f"{spec.expected_hash_text()}; nothing was saved, try again or fetch it by hand."
             )
-        os.replace(tmp, target)
+
+    try:
+        atomic_write(target, fetch, keep_suffix=False)
     except OSError as err:
         raise WeightsError(f"Could not download {source} ({err}); {where_to_get(spec)} by hand.") from err
-    finally:
-        tmp.unlink(missing_ok=True)
-    return LocatedWeights(target, hex_digest, verified=spec.expected_hash_text() is not None)
+    return LocatedWeights(target, digest.hexdigest(), verified=spec.expected_hash_text() is not None)
 
 
 __all__ = [
@@ -213,7 +216,7 @@ __all__ = [
     "get_spec",
     "locate_weights",
     "register_weights",
-    "sha256_of",
+    "state_dict_mismatch",
     "verify_file",
     "weights_dir",
 ]

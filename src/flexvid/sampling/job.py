@@ -17,11 +17,13 @@ from flexvid.config import DiffusionConfig, dataclass_from_dict
 from flexvid.data.base import build_dataset
 from flexvid.diffusion import respaced, samplers
 from flexvid.errors import ConfigError, DatasetError
+from flexvid.files import atomic_write_json
 from flexvid.sampling.engine import SampleFn
 from flexvid.schemes.stage import Stage
 from flexvid.sampling.long_video import chunk_plan, generate_long
-from flexvid.sampling.outputs import NpyStreamWriter, save_json, to_uint8
+from flexvid.sampling.outputs import NpyStreamWriter
 from flexvid.schemes import scheme_stages
+from flexvid.video_io import to_uint8
 
 
 @dataclass
@@ -190,7 +192,7 @@ class SampleJob:
         """Generate every missing sample file and return the paths of all files of this job."""
         settings = self.settings
         check_writable(self.eval_dir / "samples")
-        save_json(self.eval_dir / "settings.json", self.resolved())
+        atomic_write_json(self.eval_dir / "settings.json", self.resolved(), sort_keys=True, default=str)
         todo = [i for i in self.indices() if not self.output_path(i).exists()]
         diffusion_config = dataclass_from_dict(DiffusionConfig, self.pretrained.config["diffusion"])
         diffusion, sample_fn = make_sample_fn(settings, diffusion_config)

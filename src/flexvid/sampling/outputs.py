@@ -1,45 +1,12 @@
-"""Writing sampled videos: atomic `.npy` files, and a streaming writer for videos too long for memory."""
+"""A streaming `.npy` writer for sampled videos too long for memory."""
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import torch
 
-
-def to_uint8(frames: torch.Tensor) -> np.ndarray:
-    """Frames in [-1, 1] -> uint8 array, as the reference saves samples."""
-    scaled = (frames.detach().float().clamp(-1, 1).cpu() + 1) * 127.5
-    return scaled.round().to(torch.uint8).numpy()
-
-
-def atomic_write_bytes(path: Path, write: Any) -> None:
-    """Call `write(file)` on a temporary file beside `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def save_npy(path: Path, array: np.ndarray) -> None:
-    """Save an array atomically: a crash leaves either the old file or the complete new one."""
-    atomic_write_bytes(path, lambda handle: np.save(handle, array))
-
-
-def save_json(path: Path, data: dict[str, Any]) -> None:
-    """Save a JSON file atomically."""
-    text = json.dumps(data, indent=2, sort_keys=True, default=str).encode()
-    atomic_write_bytes(path, lambda handle: handle.write(text))
+from flexvid.files import temp_path_beside
 
 
 class NpyStreamWriter:
@@ -53,8 +20,8 @@ class NpyStreamWriter:
         self.path = Path(path)
         self.shape = tuple(int(s) for s in shape)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        self._file = os.fdopen(fd, "wb")
+        self._tmp = temp_path_beside(self.path)
+        self._file = open(self._tmp, "wb")
         header = {"descr": "|u1", "fortran_order": False, "shape": self.shape}
         np.lib.format.write_array_header_1_0(self._file, header)
         self.frames_written = 0
@@ -74,9 +41,11 @@ class NpyStreamWriter:
             self.abort()
             raise ValueError(f"only {self.frames_written} of {self.shape[0]} frames were written")
         self._file.close()
-        os.replace(self._tmp, self.path)
+        self._tmp.replace(self.path)
 
     def abort(self) -> None:
         """Drop the partial file."""
         self._file.close()
-        Path(self._tmp).unlink(missing_ok=True)
+        self._tmp.unlink(missing_ok=True)
+
+

@@ -7,12 +7,12 @@ frames not yet generated. The frames observed at the start are those no stage ge
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
 from PIL import Image, ImageDraw, ImageFont
 
+from flexvid.files import atomic_write
 from flexvid.schemes.validate import as_stage
 
 COLOURS = {
@@ -49,17 +49,7 @@ def render_scheme_png(stages: Iterable[Any], video_length: int, path: str | os.P
         done |= latent
     _draw_legend(draw, margin, height - legend_h + 6)
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(handle)
-    try:
-        image.save(temporary, format="PNG")
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-    return path
+    return atomic_write(path, lambda temp: image.save(temp, format="PNG"))
 
 
 def _draw_legend(draw: ImageDraw.ImageDraw, left: int, top: int) -> None:

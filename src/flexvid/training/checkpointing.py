@@ -10,7 +10,6 @@ one is used.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -25,6 +24,7 @@ import torch
 
 from flexvid.checkpoint import load_weights, save_weights
 from flexvid.errors import CheckpointError
+from flexvid.files import sha256_of
 from flexvid.training.config import RunConfig
 
 CHECKPOINTS_SUBDIR = "checkpoints"
@@ -56,14 +56,6 @@ def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
         if match and entry.is_dir():
             found.append((int(match.group(1)), entry))
     return sorted(found)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _fsync(path: Path) -> None:
@@ -132,7 +124,7 @@ def save_checkpoint(
         (tmp / CONFIG_FILENAME).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
         torch.save({**training_state, "step": step}, tmp / STATE_FILENAME)
         files = sorted(p.name for p in tmp.iterdir())
-        manifest = {name: {"bytes": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)} for name in files}
+        manifest = {name: {"bytes": (tmp / name).stat().st_size, "sha256": sha256_of(tmp / name)} for name in files}
         (tmp / MANIFEST_FILENAME).write_text(json.dumps({"step": step, "files": manifest}, indent=2) + "\n")
         for path in tmp.iterdir():
             _fsync(path)
@@ -170,7 +162,7 @@ def verify_checkpoint(path: str | Path) -> None:
         file = path / name
         if not file.is_file():
             raise CheckpointError(f"Checkpoint {path} is missing {name}.")
-        if file.stat().st_size != expected["bytes"] or _sha256(file) != expected["sha256"]:
+        if file.stat().st_size != expected["bytes"] or sha256_of(file) != expected["sha256"]:
             raise CheckpointError(f"Checkpoint {path} has a corrupt {name} (its checksum does not match).")
 
 

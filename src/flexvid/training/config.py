@@ -6,8 +6,6 @@ flags; the resolved result is saved in the run directory so a resumed run rebuil
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ import yaml
 
 from flexvid.config import DataConfig, DiffusionConfig, ModelConfig, dataclass_from_dict, to_dict
 from flexvid.errors import ConfigError
+from flexvid.files import atomic_write_text
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 SCHEDULE_SAMPLERS = ("uniform", "loss-second-moment")
@@ -200,15 +199,7 @@ def run_config_from_dict(values: dict[str, Any]) -> RunConfig:
 
 def save_run_config(config: RunConfig, run_dir: str | Path) -> Path:
     """Write the resolved config to `run_dir/config.yaml` atomically."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    target = run_dir / CONFIG_FILENAME
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".config.", suffix=".yaml.tmp")
-    with os.fdopen(fd, "w") as handle:
-        yaml.safe_dump(config.to_dict(), handle, sort_keys=False)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, target)
-    return target
+    return atomic_write_text(Path(run_dir) / CONFIG_FILENAME, yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
 def load_run_config(run_dir: str | Path) -> RunConfig:

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import secrets
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from flexvid.files import atomic_write_text
 from flexvid.video_io import encode_gif
 
 METRICS_FILENAME = "metrics.jsonl"
@@ -30,11 +29,7 @@ def _truncate_jsonl(path: Path, last_step: int) -> None:
     if not path.is_file():
         return
     kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= last_step]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".metrics.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write("".join(line + "\n" for line in kept))
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
 class RunLogger:
