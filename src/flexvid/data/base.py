@@ -12,6 +12,8 @@ data exactly reproducible and resumable.
 
 from __future__ import annotations
 
+import abc
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -23,7 +25,7 @@ from torch.utils.data import Dataset
 from flexvid.errors import DatasetError
 
 
-class VideoDataset(Dataset):
+class VideoDataset(Dataset, abc.ABC):
     """Base class: a split of fixed-length videos. Subclasses set the attributes below."""
 
     name: str = ""
@@ -37,11 +39,13 @@ class VideoDataset(Dataset):
     # Keys of `info` holding one entry per frame: `clip` returns them for the chosen frames only.
     per_frame_info: tuple[str, ...] = ("frame_indices",)
 
-    def __len__(self) -> int:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def __len__(self) -> int:
+        """Number of videos in the split."""
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Item `index`: `(video (T, C, H, W) float32 in [-1, 1], info)`."""
 
     def clip(self, index: int, frame_indices: Sequence[int] | np.ndarray) -> tuple[torch.Tensor, dict[str, Any]]:
         """Frames `frame_indices` (positions 0..T-1 in item `index`; any order, repeats allowed) as
@@ -70,11 +74,9 @@ class FrameReadingDataset(VideoDataset):
         """Only the chosen frames of item `index` (checked positions 0..T-1), read by `_read_clip`."""
         return self._read_clip(index, frame_positions(frame_indices, self.T))
 
-    def _read_clip(  # pragma: no cover - abstract
-        self, index: int, positions: np.ndarray | None
-    ) -> tuple[torch.Tensor, dict[str, Any]]:
+    @abc.abstractmethod
+    def _read_clip(self, index: int, positions: np.ndarray | None) -> tuple[torch.Tensor, dict[str, Any]]:
         """Item `index` with all T frames (`positions` None) or only the frames at `positions`."""
-        raise NotImplementedError
 
 
 def frame_positions(frame_indices: Sequence[int] | np.ndarray, T: int) -> np.ndarray:
