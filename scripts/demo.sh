@@ -26,10 +26,10 @@ else
 fi
 
 for scheme in hierarchy-2 autoreg; do
-  echo "== 2/3 sampling $T_long-frame videos with $scheme (DDIM, 50 steps) -> $out/$scheme"
+  echo "== 2/3 sampling $T_long-frame videos with $scheme (DDIM, 50 steps, eta 1) -> $out/$scheme"
   flexvid sample "$run" --sampling_scheme "$scheme" --n_obs "$n_obs" --T "$T_long" \
     --max_frames "$K" --max_latent_frames $((K / 2)) --chunk_length "$T_train" \
-    --sampler ddim --steps 50 --batch_size 2 --stop_index 2 --seed 0 --eval_dir "$out/$scheme"
+    --sampler ddim --steps 50 --eta 1 --batch_size 2 --stop_index 2 --seed 0 --eval_dir "$out/$scheme"
   flexvid schemes show "$scheme" --T "$T_train" --n_obs "$n_obs" --max_frames "$K" \
     --max_latent_frames $((K / 2)) --out "$out/$scheme/scheme.png" > /dev/null
   echo "== 3/3 writing mp4/gif files"
