@@ -103,6 +103,8 @@ def test_bad_input_gets_one_sentence(checkpoint, tmp_path):
         SampleJob(settings(checkpoint, tmp_path, sampling_scheme="hierarchy-9"))
     with pytest.raises(ConfigError, match="n_obs"):
         SampleJob(settings(checkpoint, tmp_path, n_obs=20, T=10))
+    with pytest.raises(ConfigError, match=f"more than the {TRAIN_T} frames of each test video"):
+        SampleJob(settings(checkpoint, tmp_path, n_obs=TRAIN_T + 2, T=3 * TRAIN_T))
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(ConfigError, match="--eval_dir"):

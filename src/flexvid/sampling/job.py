@@ -124,6 +124,11 @@ class SampleJob:
         if settings.n_obs > 0:
             self.dataset = self._test_dataset()
             self.train_T = self.train_T or self.dataset.T
+            if settings.n_obs > self.dataset.T:
+                raise ConfigError(
+                    f"n_obs ({settings.n_obs}) is more than the {self.dataset.T} frames of each test video; "
+                    f"observe at most {self.dataset.T} frames."
+                )
         self.T = settings.T or self.train_T
         if self.T is None:
             raise ConfigError("The checkpoint does not record a video length; pass --T.")
@@ -209,8 +214,8 @@ class SampleJob:
         settings = self.settings
         observed = torch.zeros(len(batch), settings.n_obs, *self.frame_shape)
         for row, index in enumerate(batch):
-            if self.dataset is not None:
-                observed[row] = self.dataset[index][0][: settings.n_obs]
+            if self.dataset is not None:  # read only the observed frames, not the whole test video
+                observed[row] = self.dataset.clip(index, list(range(settings.n_obs)))[0]
         writers = [NpyStreamWriter(self.output_path(i), (self.T, *self.frame_shape)) for i in batch]
         try:
             generate_long(
