@@ -232,7 +232,7 @@ def test_wrong_keys_or_shapes_are_a_clear_weights_error(tmp_path):
 
 def test_missing_weights_say_where_to_get_them(tmp_path, monkeypatch):
     monkeypatch.setenv("FLEXVID_WEIGHTS_DIR", str(tmp_path))
-    with pytest.raises(WeightsError, match=r"i3d_pretrained_400\.pt.*flexvid weights download i3d"):
+    with pytest.raises(WeightsError, match=r"No I3D weights found.*flexvid weights install i3d"):
         load_i3d()
     with pytest.raises(WeightsError, match="does not exist"):
         load_i3d(tmp_path / "nowhere.pt")

@@ -287,3 +287,29 @@ def test_global_rngs_are_seeded_per_example_and_restored():
     with _seeded_global_rngs([1, 2]):
         assert (torch.rand(1), np.random.rand()) == first
     assert torch.equal(torch.rand(1), expected_next)
+
+
+def test_observed_share_sets_the_share_of_conditional_tasks() -> None:
+    from flexvid.data.tasks import sample_task
+
+    rng = np.random.default_rng(0)
+    natural = [sample_task(40, 8, "fdm", rng) for _ in range(2000)]
+    shared = [sample_task(40, 8, "fdm", rng, observed_share=0.9) for _ in range(2000)]
+    natural_share = np.mean([len(obs) > 0 for obs, _ in natural])
+    share = np.mean([len(obs) > 0 for obs, _ in shared])
+    assert natural_share < 0.5
+    assert abs(share - 0.9) < 0.03
+    # Every task is still a valid FDM task: disjoint, at most K frames, at least one latent frame.
+    for obs, latent in shared:
+        assert len(latent) >= 1 and len(obs) + len(latent) <= 8 and not set(obs) & set(latent)
+    assert all(len(obs) == 0 for obs, _ in (sample_task(40, 8, "fdm", rng, observed_share=0.0) for _ in range(200)))
+
+
+def test_observed_share_must_be_a_probability() -> None:
+    from flexvid.data.tasks import sample_task
+
+    with pytest.raises(ConfigError, match="observed_share"):
+        sample_task(40, 8, "fdm", np.random.default_rng(0), observed_share=1.5)
+    # The autoregressive distribution always observes frames, so it cannot give unconditional tasks.
+    with pytest.raises(ConfigError, match="observed_share"):
+        sample_task(40, 8, "autoregressive", np.random.default_rng(0), observed_share=0.0)

@@ -226,9 +226,13 @@ def test_metrics_logs_and_sample_videos(tmp_path):
         max_steps=2, log_interval=2, sample_interval=2, sample_steps=2, tensorboard=True, lr_anneal_steps=4
     )
     run_training(tmp_path, overrides)
-    (metrics,) = read_metrics(tmp_path)
+    metrics, diagnostics = read_metrics(tmp_path)
     for key in ("loss", "mse", "grad_norm", "lr", "steps_per_sec", "videos_per_sec", "frames_per_sec", "data_wait_frac"):
         assert np.isfinite(metrics[key]), key
+    # At each sample interval: the conditioning gain (EMA and online weights) and sample statistics.
+    assert diagnostics["step"] == 2
+    for key in ("cond_gain_t500", "online_cond_gain_t500", "sample_brightness", "truth_brightness", "sample_psnr_first"):
+        assert np.isfinite(diagnostics[key]) and diagnostics[key] > 0, key
     assert any(key.startswith("loss_q") for key in metrics)
     assert metrics["lr"] == pytest.approx(1e-4 * (1 - 1 / 4))  # linear annealing, lr of step index 1
     assert (tmp_path / "samples" / "step_0000002.gif").stat().st_size > 0

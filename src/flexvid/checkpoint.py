@@ -59,8 +59,22 @@ def _config_dict(config: Mapping[str, Any] | Any) -> dict[str, Any]:
 
 def _write_safetensors(file: Path, state_dict: Mapping[str, torch.Tensor], config: dict[str, Any]) -> None:
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in state_dict.items()}
+    broken = _first_non_finite(tensors)
+    if broken is not None:
+        raise CheckpointError(
+            f"Refusing to save weights with NaN or infinite values (first in {broken}) to {file}; the model "
+            "diverged, so lower the learning rate or go back to an earlier checkpoint."
+        )
     metadata = {FORMAT_METADATA_KEY: FORMAT_NAME, CONFIG_METADATA_KEY: json.dumps(config)}
     atomic_write(file, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+
+
+def _first_non_finite(state_dict: Mapping[str, torch.Tensor]) -> str | None:
+    """The name of the first floating-point tensor holding a NaN or an infinity, or None."""
+    for name, tensor in state_dict.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
+    return None
 
 
 def save_weights(
@@ -100,6 +114,12 @@ def _read_safetensors(
             state_dict = {name: handle.get_tensor(name) for name in handle.keys()}
     except SafetensorError as err:
         raise CheckpointError(f"{file} is a damaged safetensors file ({err}).") from None
+    broken = _first_non_finite(state_dict)
+    if broken is not None:
+        raise CheckpointError(
+            f"{file} holds NaN or infinite weights (first in {broken}), so it would generate only noise or "
+            "black frames; use an earlier checkpoint."
+        )
     if CONFIG_METADATA_KEY not in metadata:
         raise CheckpointError(
             f"{file} is a safetensors file without a flexvid config, so it is of an unknown format; "
@@ -143,7 +163,26 @@ def load_weights(
         raise CheckpointError(
             f"{file} is not a safetensors file; give a flexvid checkpoint directory or .safetensors file."
         )
-    return _read_safetensors(file, device)
+    state_dict, config = _read_safetensors(file, device)
+    if path.is_dir() and (path / CONFIG_FILENAME).is_file():
+        _check_config_json(path / CONFIG_FILENAME, config, file)
+    return state_dict, config
+
+
+def _check_config_json(config_file: Path, config: dict[str, Any], weights_file: Path) -> None:
+    """Raise CheckpointError when a checkpoint's `config.json` contradicts the config inside its weights."""
+    try:
+        written = json.loads(config_file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        written = None
+    if not isinstance(written, dict):
+        raise CheckpointError(f"{config_file} is not a JSON object of config sections; restore or delete it.")
+    differing = sorted(name for name in set(config) | set(written) if written.get(name) != config.get(name))
+    if differing:
+        raise CheckpointError(
+            f"{config_file} contradicts the config stored in {weights_file.name} (sections {differing} differ); "
+            "restore it or delete it (the weights file's own config is complete)."
+        )
 
 
 def config_from_reference(flat: Mapping[str, Any]) -> dict[str, Any]:
@@ -185,6 +224,10 @@ def _load_reference_pt(file: Path) -> tuple[dict[str, torch.Tensor], dict[str, A
             f"{file} is a PyTorch file of an unknown format (found {found}, expected a dict with "
             "'state_dict' and 'config' as saved by the authors' training script)."
         )
+    tensors = {name: t for name, t in payload["state_dict"].items() if isinstance(t, torch.Tensor)}
+    broken = _first_non_finite(tensors)
+    if broken is not None:
+        raise CheckpointError(f"{file} holds NaN or infinite weights (first in {broken}); use another checkpoint.")
     step = payload.get("step")
     config = config_from_reference(payload["config"])
     return payload["state_dict"], config, int(step) if step is not None else None
@@ -236,6 +279,11 @@ def load_pretrained(
         from flexvid.training.checkpointing import latest_valid_checkpoint
 
         path = latest_valid_checkpoint(path)  # a training run directory: its newest intact checkpoint
+    elif path.is_dir():
+        from flexvid.training.checkpointing import MANIFEST_FILENAME, verify_checkpoint
+
+        if (path / MANIFEST_FILENAME).is_file():
+            verify_checkpoint(path)  # a training checkpoint: its files must match their checksums
     step = None
     if path.is_dir() or _is_safetensors(path):
         state_dict, config = load_weights(path, use_ema=use_ema)

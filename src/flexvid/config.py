@@ -7,6 +7,8 @@ the model. Field names follow the reference implementation's flags.
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,16 +82,52 @@ class DataConfig:
 
 
 def dataclass_from_dict(cls: type, values: dict[str, Any]) -> Any:
-    """Build dataclass `cls` from a dict, with a clear error for keys it does not know."""
+    """Build dataclass `cls` from a dict, with a clear error for unknown keys and values of the wrong type."""
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
         raise ConfigError(f"Unknown {cls.__name__} keys {unknown}; known keys are {sorted(names)}.")
+    hints = typing.get_type_hints(cls)
+    for name, value in values.items():
+        if not _has_type(value, hints[name]):
+            raise ConfigError(
+                f"{cls.__name__} key {name} must be {_type_name(hints[name])}, got {value!r}; fix its value."
+            )
     kwargs = dict(values)
     for f in dataclasses.fields(cls):
         if f.name in kwargs and isinstance(kwargs[f.name], list):
             kwargs[f.name] = tuple(kwargs[f.name])
     return cls(**kwargs)
+
+
+def _has_type(value: Any, hint: Any) -> bool:
+    """Whether a config value read from YAML/JSON fits a field annotation (ints count as floats)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_has_type(value, arg) for arg in args)
+    if origin is tuple:
+        return isinstance(value, (list, tuple)) and all(_has_type(item, args[0]) for item in value)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is not None:  # list[...], dict[...]: the container only
+        return isinstance(value, origin)
+    assert isinstance(hint, type), f"config fields annotated {hint} cannot be checked"
+    return isinstance(value, hint)
+
+
+def _type_name(hint: Any) -> str:
+    """'an integer', 'a list of integers or null', ... for error messages."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(arg) for arg in args)
+    if origin is tuple:
+        return f"a list of {_type_name(args[0]).split(' ', 1)[1]}s"
+    names = {type(None): "null", float: "a number", int: "an integer", bool: "true or false", str: "a string"}
+    return names.get(hint, f"a {getattr(origin or hint, '__name__', hint)}")
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -27,3 +27,7 @@ class SchemeError(FlexvidError):
 
 class WeightsError(FlexvidError):
     """Pretrained evaluation weights (I3D, LPIPS, CARLA regressor) are missing or wrong."""
+
+
+class DirectoryInUseError(FlexvidError):
+    """Another flexvid process holds the lock on a run or evaluation directory."""

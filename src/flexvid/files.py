@@ -6,26 +6,36 @@ half-written file under the real name.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import secrets
+import socket
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
+from flexvid.errors import DirectoryInUseError
+
 CHUNK_BYTES = 1 << 20
+LOCK_FILENAME = ".flexvid.lock"
+NAME_MAX = 255  # longest file name (one path component) common file systems allow
 
 
 def temp_path_beside(path: Path, *, keep_suffix: bool = False) -> Path:
     """Create a new empty hidden file in `path`'s directory and return its path.
 
     With `keep_suffix` the name ends in `path`'s suffix (for writers that pick a format by extension);
-    otherwise in `.tmp`, so directory scans for the real suffix never pick up a leftover. The file is
-    created with the default permissions (umask applied), like any ordinary new file.
+    otherwise in `.tmp`, so directory scans for the real suffix never pick up a leftover. The name is
+    cut short where needed so it never exceeds NAME_MAX. The file is created with the default
+    permissions (umask applied), like any ordinary new file.
     """
     token = secrets.token_hex(6)
-    name = f".{path.stem}.{token}.tmp{path.suffix}" if keep_suffix else f".{path.name}.{token}.tmp"
-    temp = path.with_name(name)
+    base, tail = (path.stem, f".{token}.tmp{path.suffix}") if keep_suffix else (path.name, f".{token}.tmp")
+    temp = path.with_name("." + base[: NAME_MAX - 1 - len(tail)] + tail)  # a long name's temp still fits
     os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     return temp
 
@@ -72,3 +82,31 @@ def sha256_of(path: str | os.PathLike) -> str:
         while chunk := handle.read(CHUNK_BYTES):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def exclusive_lock(directory: str | os.PathLike, option: str) -> Iterator[Path]:
+    """Hold an exclusive lock on `directory` for the block, or raise DirectoryInUseError naming the holder.
+
+    The lock is an flock on `directory/.flexvid.lock`, which records who holds it; the system releases it
+    when the holder exits, even by kill -9, so a stale lock file never blocks anyone. `option` is the
+    flag that chose the directory, named in the error message.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / LOCK_FILENAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "another process"
+            raise DirectoryInUseError(
+                f"{directory} is in use by {holder}; wait for that job to finish or choose another {option}."
+            ) from None
+        holder = f"flexvid process {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (holder + "\n").encode(), 0)
+        yield path
+    finally:
+        os.close(fd)

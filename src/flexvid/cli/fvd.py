@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("eval_dir", help="evaluation directory with settings.json and samples/")
     parser.add_argument(
         "--i3d", default=None,
-        help="I3D weights: i3d_pretrained_400.pt or i3d_torchscript.pt (default: looked up in $FLEXVID_WEIGHTS_DIR or ~/.cache/flexvid)",
+        help="I3D weights: i3d-kinetics-400.ckpt (`flexvid weights install i3d`), i3d_pretrained_400.pt or i3d_torchscript.pt "
+        "(default: the first of these in $FLEXVID_WEIGHTS_DIR or ~/.cache/flexvid)",
     )
     parser.add_argument("--num_videos", type=int, default=None, help="N, the first N test videos (default: all with samples)")
     parser.add_argument("--sample_idx", type=int, default=0, help="which sample of each test video")

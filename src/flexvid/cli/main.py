@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 import flexvid
@@ -22,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "carla-regressor": ("carla_regressor", "Train the CARLA position classifier or regressor (train ...)."),
     "carla-coords": ("carla_coords", "Map sampled or dataset CARLA videos to Town01 (x, y) positions."),
     "carla-metrics": ("carla_metrics", "CARLA WD and OP speed metrics of an evaluation directory."),
+    "compare": ("compare", "Compare sampling schemes on one model: long-range consistency table and pictures."),
     "report": ("report", "Gather the metrics of many evaluation directories into a table and a plot."),
     "weights": ("weights", "List or download the evaluation weights files (I3D, AlexNet, LPIPS heads)."),
 }
@@ -58,4 +60,19 @@ def main(argv: list[str] | None = None) -> None:
     except FlexvidError as err:
         print(f"flexvid {name}: error: {err}", file=sys.stderr)
         sys.exit(2)
+    except OSError as err:  # a full disk, a read-only or vanished location: the user's to fix, not a bug
+        print(f"flexvid {name}: error: {describe_os_error(err)}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print(f"flexvid {name}: interrupted", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
     sys.exit(code or 0)
+
+
+def describe_os_error(err: OSError) -> str:
+    """One sentence for a failed file operation: what failed, on which path, and what to check."""
+    where = f" ({err.filename})" if err.filename else ""
+    return (
+        f"{err.strerror or err}{where}; check that the location exists and is writable and that its disk "
+        "has free space."
+    )

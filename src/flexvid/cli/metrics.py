@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from flexvid.errors import DatasetError
+from flexvid.errors import ConfigError, DatasetError
 from flexvid.eval.eval_dir import (
     EvalSettings,
     GroundTruth,
@@ -146,12 +146,18 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.loss is not None:
         result["loss"] = _scheme_loss(args, settings, truth, num_videos)
-    out = Path(args.out) if args.out else eval_dir / f"metrics-{num_videos}-{k}.json"
-    atomic_write_json(out, result, sort_keys=True, default=str)
-    for group in ("latent_frames", "all_frames"):
+    for group in ("latent_frames", "all_frames"):  # printed before writing, so a failed write loses nothing
         means = ", ".join(f"{name} {values['mean']:.4f}" for name, values in scores[group].items())
-        print(f"{group}: {means}")
+        print(f"{group}: {means}", flush=True)
     if "loss" in result:
-        print(f"scheme loss: {result['loss']['per_generated_frame']:.5f} per generated frame")
+        print(f"scheme loss: {result['loss']['per_generated_frame']:.5f} per generated frame", flush=True)
+    out = Path(args.out) if args.out else eval_dir / f"metrics-{num_videos}-{k}.json"
+    try:
+        atomic_write_json(out, result, sort_keys=True, default=str)
+    except OSError as err:
+        raise ConfigError(
+            f"Could not write the scores to {out} ({err.strerror or err}); they are printed above, and "
+            "--out with a writable location keeps them as JSON."
+        ) from None
     print(f"wrote {out}")
     return 0

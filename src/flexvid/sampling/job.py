@@ -4,6 +4,7 @@ writing `samples/sample_NNNN-K.npy` files that an interrupted job skips when run
 from __future__ import annotations
 
 import functools
+import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from flexvid.config import DiffusionConfig, dataclass_from_dict
 from flexvid.data.base import build_dataset
 from flexvid.diffusion import respaced, samplers
 from flexvid.errors import ConfigError, DatasetError
-from flexvid.files import atomic_write_json
+from flexvid.files import atomic_write_json, exclusive_lock
 from flexvid.sampling.engine import SampleFn
 from flexvid.schemes.stage import Stage
 from flexvid.sampling.long_video import chunk_plan, generate_long
@@ -53,6 +54,38 @@ class SampleSettings:
     max_batch: int = 64  # network-call rows when stages are batched
     clip_denoised: bool = True
     device: str = "cpu"
+
+
+SAMPLERS = ("ddpm", "ddim")
+
+
+def check_settings(settings: SampleSettings) -> None:
+    """Raise ConfigError for settings that would silently do other work than asked (or none)."""
+    at_least = {"batch_size": 1, "max_batch": 1, "start_index": 0, "sample_idx": 0, "seed": 0, "n_obs": 0}
+    optional_at_least = {"T": 1, "max_frames": 2, "max_latent_frames": 1, "steps": 1, "chunk_length": 1, "context": 1}
+    checks = [(name, low, getattr(settings, name)) for name, low in at_least.items()]
+    checks += [
+        (name, low, getattr(settings, name)) for name, low in optional_at_least.items()
+        if getattr(settings, name) is not None
+    ]
+    for name, low, value in checks:
+        if value < low:
+            raise ConfigError(f"--{name} must be at least {low}, got {value}; fix --{name}.")
+    if settings.stop_index is not None and settings.stop_index <= settings.start_index:
+        raise ConfigError(
+            f"--stop_index ({settings.stop_index}) must be above --start_index ({settings.start_index}), "
+            "or there is nothing to sample; raise --stop_index."
+        )
+    if not math.isfinite(settings.eta) or settings.eta < 0:
+        raise ConfigError(f"--eta must be a finite number of at least 0, got {settings.eta}; fix --eta.")
+    if settings.sampler not in SAMPLERS:
+        raise ConfigError(f"Unknown sampler {settings.sampler!r}; choose one of {', '.join(SAMPLERS)}.")
+    try:
+        device = torch.device(settings.device)
+    except RuntimeError:
+        raise ConfigError(f"Unknown device {settings.device!r}; use cpu or cuda.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {settings.device} was asked for but no CUDA GPU is available; use --device cpu.")
 
 
 def default_eval_dir(settings: SampleSettings, max_latent_frames: int, max_frames: int, T: int) -> Path:
@@ -111,6 +144,7 @@ class SampleJob:
     """Resolves settings against the checkpoint, then generates the missing sample files."""
 
     def __init__(self, settings: SampleSettings, pretrained: Pretrained | None = None) -> None:
+        check_settings(settings)
         self.settings = settings
         self.pretrained = pretrained or load_pretrained(settings.checkpoint, device=settings.device)
         config = self.pretrained.config
@@ -195,8 +229,15 @@ class SampleJob:
 
     def run(self, progress: bool = True) -> list[Path]:
         """Generate every missing sample file and return the paths of all files of this job."""
-        settings = self.settings
         check_writable(self.eval_dir / "samples")
+        with exclusive_lock(self.eval_dir, "--eval_dir"):
+            return self._run_locked(progress)
+
+    def _run_locked(self, progress: bool) -> list[Path]:
+        """`run`, while this job holds the evaluation directory's lock."""
+        settings = self.settings
+        for stale in (self.eval_dir / "samples").glob(".sample_*.tmp"):  # partial videos of a killed job
+            stale.unlink()
         atomic_write_json(self.eval_dir / "settings.json", self.resolved(), sort_keys=True, default=str)
         todo = [i for i in self.indices() if not self.output_path(i).exists()]
         diffusion_config = dataclass_from_dict(DiffusionConfig, self.pretrained.config["diffusion"])

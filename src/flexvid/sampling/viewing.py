@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flexvid.errors import DatasetError
+from flexvid.errors import ConfigError, DatasetError
 from flexvid.video_io import write_gif, write_mp4
 
 OBSERVED_COLOUR = (255, 64, 64)  # border of frames given to the model
@@ -19,7 +19,10 @@ SAMPLE_NAME = re.compile(r"sample_(\d+)-(\d+)\.npy$")
 
 def load_sample_frames(path: Path) -> np.ndarray:
     """A saved sample (T, C, H, W) uint8 as (T, H, W, 3) frames, memory-mapped."""
-    video = np.load(path, mmap_mode="r")
+    try:
+        video = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, EOFError) as err:  # empty, truncated, or a damaged header
+        raise DatasetError(f"{path} is not a readable .npy array ({err}); regenerate it.") from None
     if video.ndim != 4 or video.dtype != np.uint8 or video.shape[1] not in (1, 3):
         raise DatasetError(f"{path} is not a sample video (uint8 T x C x H x W with 1 or 3 channels).")
     frames = np.moveaxis(video, 1, -1)
@@ -52,6 +55,10 @@ def tile(videos: list[np.ndarray], columns: int | None = None, gap: int = 2) -> 
 
 def export_videos(eval_dir: Path, out_dir: Path | None = None, fps: float = 8.0, scale: int = 2) -> list[Path]:
     """Write an mp4 and a gif for every sample in `eval_dir/samples`, plus a grid of all of them."""
+    if not math.isfinite(fps) or fps <= 0:
+        raise ConfigError(f"fps must be a positive number, got {fps}; fix --fps.")
+    if scale < 1:
+        raise ConfigError(f"scale must be at least 1, got {scale}; fix --scale.")
     eval_dir = Path(eval_dir)
     samples = sorted(p for p in (eval_dir / "samples").glob("sample_*.npy") if SAMPLE_NAME.search(p.name))
     if not samples:

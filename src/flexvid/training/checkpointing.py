@@ -33,6 +33,7 @@ STATE_FILENAME = "training_state.pt"
 CONFIG_FILENAME = "config.json"
 MANIFEST_FILENAME = "manifest.json"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
+_TEMP_PREFIX = ".tmp_"  # checkpoints are written under .tmp_step_NNNNNNN_XXXX, then renamed
 
 
 def ema_filename(rate: float) -> str:
@@ -56,6 +57,19 @@ def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
         if match and entry.is_dir():
             found.append((int(match.group(1)), entry))
     return sorted(found)
+
+
+def remove_stale_temporaries(run_dir: str | Path) -> list[Path]:
+    """Delete the temporary checkpoint folders that saves killed mid-way (kill -9, power loss) left behind.
+
+    Each is a full-size partial checkpoint that nothing else ever reads; call this only while no other
+    process saves into `run_dir` (the `flexvid train` command holds the run directory's lock).
+    """
+    root = Path(run_dir) / CHECKPOINTS_SUBDIR
+    stale = sorted(root.glob(f"{_TEMP_PREFIX}*")) if root.is_dir() else []
+    for path in stale:
+        shutil.rmtree(path)
+    return stale
 
 
 def _fsync(path: Path) -> None:
@@ -116,7 +130,7 @@ def save_checkpoint(
     root = Path(run_dir) / CHECKPOINTS_SUBDIR
     root.mkdir(parents=True, exist_ok=True)
     target = checkpoint_path(run_dir, step)
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp_{target.name}_"))
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f"{_TEMP_PREFIX}{target.name}_"))
     try:
         save_weights(tmp / MODEL_FILENAME, model_state, config)
         for rate, state in ema_states.items():
@@ -196,8 +210,12 @@ def load_checkpoint(path: str | Path, rates: tuple[float, ...], device: torch.de
         if not file.is_file():
             raise CheckpointError(f"Checkpoint {path} has no EMA weights for rate {rate} ({file.name}).")
         ema[rate] = load_weights(file, device=device)[0]
-    return {
-        "model": load_weights(path / MODEL_FILENAME, device=device)[0],
-        "ema": ema,
-        "training_state": torch.load(path / STATE_FILENAME, map_location=device, weights_only=True),
-    }
+    try:
+        training_state = torch.load(path / STATE_FILENAME, map_location=device, weights_only=True)
+    except Exception as err:  # torch raises many types for damaged or foreign files; never retry unsafely
+        raise CheckpointError(
+            f"Checkpoint {path} has an unreadable {STATE_FILENAME} ({type(err).__name__}); resume from an "
+            "earlier checkpoint by moving this one out of the checkpoints folder."
+        ) from None
+    model = load_weights(path / MODEL_FILENAME, device=device)[0]
+    return {"model": model, "ema": ema, "training_state": training_state}

@@ -6,6 +6,7 @@ flags; the resolved result is saved in the run directory so a resumed run rebuil
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ class TrainConfig:
     schedule_sampler: str = "uniform"  # uniform | loss-second-moment
     task_distribution: str = "fdm"  # training tasks: fdm (the paper's) | uniform | autoregressive
     pad_with_random_frames: bool = True  # fill short examples to K with frames of another video
+    observed_share: float | None = None  # share of tasks with observed frames (None: the distribution's own)
     seed: int = 0
     max_steps: int = 10000
     log_interval: int = 10
@@ -106,10 +108,7 @@ def load_yaml_config(path: str | Path) -> dict[str, dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"Config file {path} does not exist; give an existing YAML file to --config.")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"Config file {path} is not valid YAML ({err}); fix its syntax.") from err
+    raw = _read_yaml(path, "fix its syntax")
     if not isinstance(raw, dict):
         raise ConfigError(f"Config file {path} must hold a mapping of sections {sorted(SECTIONS)}.")
     unknown = sorted(set(raw) - set(SECTIONS))
@@ -121,6 +120,15 @@ def load_yaml_config(path: str | Path) -> dict[str, dict[str, Any]]:
         if not isinstance(values, dict):
             raise ConfigError(f"Section {name!r} of {path} must be a mapping of keys to values.")
     return {name: dict(values or {}) for name, values in raw.items()}
+
+
+def _read_yaml(path: Path, fix: str) -> Any:
+    """The parsed YAML of `path`, or ConfigError (saying to `fix`) for text that is not YAML."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        reason = "not UTF-8 text" if isinstance(err, UnicodeDecodeError) else f"not valid YAML ({err})"
+        raise ConfigError(f"{path} is {reason}; {fix}.") from None
 
 
 def merge_overrides(*layers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -183,8 +191,29 @@ def validate_run_config(config: RunConfig) -> None:
             raise ConfigError(f"{name} must be at least 1, got {getattr(train, name)}.")
     if train.keep_checkpoints < 1:
         raise ConfigError(f"keep_checkpoints must be at least 1, got {train.keep_checkpoints}.")
-    if train.lr <= 0:
-        raise ConfigError(f"lr must be positive, got {train.lr}.")
+    model = config.model
+    _check_range("lr", train.lr, low=0.0, low_open=True)
+    _check_range("weight_decay", train.weight_decay, low=0.0)
+    _check_range("grad_clip", train.grad_clip, low=0.0)
+    _check_range("dropout", model.dropout, low=0.0, high=1.0)
+    for name in ("num_channels", "num_res_blocks", "num_heads", "image_size"):
+        _check_range(name, getattr(model, name), low=1)
+    _check_range("diffusion_steps", config.diffusion.diffusion_steps, low=1)
+    _check_range("num_workers", data.num_workers, low=0)
+    for name in ("lr_anneal_steps", "sample_interval"):
+        _check_range(name, getattr(train, name), low=0)
+    for name in ("sample_steps", "num_sample_videos"):
+        _check_range(name, getattr(train, name), low=1)
+
+
+def _check_range(name: str, value: float, *, low: float, high: float | None = None, low_open: bool = False) -> None:
+    """Raise ConfigError unless `value` is finite and in [low, high) (or (low, high) with `low_open`)."""
+    too_low = value <= low if low_open else value < low
+    if not math.isfinite(value) or too_low or (high is not None and value >= high):
+        bound = "above" if low_open else "at least"
+        span = f"{bound} {low}" + (f" and below {high}" if high is not None else "")
+        kind = "an integer" if isinstance(value, int) else "a finite number"
+        raise ConfigError(f"{name} must be {kind} {span}, got {value}; fix --{name}.")
 
 
 def run_config_from_dict(values: dict[str, Any]) -> RunConfig:
@@ -207,7 +236,14 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
     path = Path(run_dir) / CONFIG_FILENAME
     if not path.is_file():
         raise ConfigError(f"{path} is missing; {run_dir} is not a flexvid run directory.")
-    return run_config_from_dict(yaml.safe_load(path.read_text()) or {})
+    fix = "restore it from the config.json of one of the run's checkpoints"
+    values = _read_yaml(path, fix)
+    if not isinstance(values, dict) or not all(isinstance(v, dict) for v in values.values()):
+        raise ConfigError(f"{path} is not a mapping of config sections; {fix}.")
+    try:
+        return run_config_from_dict(values)
+    except ConfigError as err:
+        raise ConfigError(f"{path} is invalid ({err}); {fix}.") from None
 
 
 def conflicting_keys(saved: RunConfig, overrides: dict[str, dict[str, Any]]) -> list[str]:

@@ -25,11 +25,22 @@ WANDB_ID_FILENAME = "wandb_id.txt"
 
 
 def _truncate_jsonl(path: Path, last_step: int) -> None:
-    """Drop lines logged after `last_step` (a resumed run redoes those steps)."""
+    """Drop lines logged after `last_step` (a resumed run redoes those steps), and damaged lines (a
+    full disk or a crash can leave a partial last line)."""
     if not path.is_file():
         return
-    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= last_step]
+    kept = [line for line in path.read_text(errors="replace").splitlines() if _step_of(line) <= last_step]
     atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+
+def _step_of(line: str) -> float:
+    """The step of a metrics line; infinity for a line that is not a complete metrics record."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return math.inf
+    step = record.get("step") if isinstance(record, dict) else None
+    return step if isinstance(step, int) else math.inf
 
 
 class RunLogger:

@@ -22,8 +22,9 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from flexvid.checkpoint import check_state_dict
 from flexvid.data.base import VideoDataset, build_dataset
-from flexvid.data.loader import make_train_loader, per_process_batch
+from flexvid.data.loader import make_train_loader, per_process_batch, shutdown_workers
 from flexvid.data.tasks import build_example
 from flexvid.diffusion import build_diffusion, respaced
 from flexvid.diffusion.samplers import ddim_sample
@@ -35,10 +36,13 @@ from flexvid.training.checkpointing import (
     checkpoint_path,
     list_checkpoints,
     load_checkpoint,
+    remove_stale_temporaries,
     restore_rng_state,
     save_checkpoint,
 )
+from flexvid.training.config import CONFIG_FILENAME as RUN_CONFIG_FILENAME
 from flexvid.training.config import RunConfig, save_run_config
+from flexvid.training.diagnostics import conditioning_gain, sample_statistics
 from flexvid.training.distributed import DistInfo, all_reduce_sum, barrier
 from flexvid.training.ema import EMA
 from flexvid.training.logging import Progress, RunLogger
@@ -48,10 +52,11 @@ from flexvid.training.video_log import log_sample_videos
 # Stream numbers mixed into seeds so each kind of randomness is independent of the others.
 _TIMESTEP_STREAM, _NOISE_STREAM, _SAMPLE_STREAM = 10, 11, 12
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+DIAGNOSTIC_VIDEOS = 8  # test videos in the validation batch that measures the conditioning gain
 
 
 class TrainingDivergedError(FlexvidError):
-    """The loss became NaN or infinite; training stopped without saving the broken weights."""
+    """The loss or the weights became NaN or infinite; training stopped without saving the broken weights."""
 
 
 @dataclass
@@ -124,11 +129,13 @@ class Trainer:
             start_step=self.step,
             num_workers=data.num_workers,
             pad_with_random_frames=train.pad_with_random_frames,
+            observed_share=train.observed_share,
             pin_memory=self.device.type == "cuda",
         )
         self._validation: dict[str, torch.Tensor] | None = None
         self._ema_model: torch.nn.Module | None = None
         if self.dist.is_main:
+            remove_stale_temporaries(self.run_dir)
             save_run_config(config, self.run_dir)
 
     # ----------------------------------------------------------------------------- setup
@@ -148,6 +155,7 @@ class Trainer:
     def _restore(self, checkpoint: Path) -> None:
         """Load weights, EMA, optimizer, scaler, sampler history and RNG states from `checkpoint`."""
         loaded = load_checkpoint(checkpoint, self.config.train.ema_rate, device=self.device)
+        check_state_dict(self.model, loaded["model"], f"{checkpoint} (with the run's {RUN_CONFIG_FILENAME})")
         self.model.load_state_dict(loaded["model"])
         for rate, state in loaded["ema"].items():
             self.ema.load_state_dict(rate, state)
@@ -251,21 +259,26 @@ class Trainer:
         head = torch.tensor([loss.sum(), mse.sum(), float(len(loss))], dtype=torch.float64)
         return torch.cat([head, q_loss, q_count])
 
-    def _diverged_message(self) -> str:
+    def _diverged_message(self, what: str = "The loss") -> str:
         where = (
             f"the last good checkpoint is {self.last_checkpoint}"
             if self.last_checkpoint is not None
             else "no checkpoint had been saved yet"
         )
         return (
-            f"The loss became NaN or infinite at step {self.step}; training stopped without saving and {where} "
+            f"{what} became NaN or infinite at step {self.step}; training stopped without saving and {where} "
             "(lower --lr, set --grad_clip, or use --precision fp32, then --resume)."
         )
 
     # ----------------------------------------------------------------------------- bookkeeping
 
     def save(self) -> Path:
-        """Write a checkpoint of the current step (rank 0 writes, every process waits)."""
+        """Write a checkpoint of the current step (rank 0 writes, every process waits).
+
+        Raises TrainingDivergedError instead when the weights are not finite (all ranks hold the same).
+        """
+        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+            raise TrainingDivergedError(self._diverged_message("The weights"))
         path = None
         if self.dist.is_main:
             training_state: dict[str, Any] = {
@@ -302,9 +315,9 @@ class Trainer:
                 dataset = self.dataset
             K = self.config.data.max_frames
             task = (np.arange(K // 2), np.arange(K // 2, K))
+            count = max(self.config.train.num_sample_videos, DIAGNOSTIC_VIDEOS)
             examples = [
-                build_example(dataset[i][0], task, K, np.random.default_rng(i))
-                for i in range(min(self.config.train.num_sample_videos, len(dataset)))
+                build_example(dataset[i][0], task, K, np.random.default_rng(i)) for i in range(min(count, len(dataset)))
             ]
             self._validation = {
                 "x0": torch.stack([e["frames"] for e in examples]),
@@ -314,15 +327,36 @@ class Trainer:
             }
         return self._validation
 
-    @torch.no_grad()
-    def sample_videos(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Complete the validation batch with the first EMA rate's weights; returns (truth, samples, obs_mask)."""
-        batch = {k: v.to(self.device) for k, v in self._validation_batch().items()}
+    def _loaded_ema_model(self) -> torch.nn.Module:
+        """A copy of the network holding the first EMA rate's weights, in eval mode."""
         if self._ema_model is None:
             self._ema_model = copy.deepcopy(self.model)
-        rate = self.ema.rates[0]
-        self._ema_model.load_state_dict(self.ema.state_dict(rate, self.model))
-        self._ema_model.eval()
+        self._ema_model.load_state_dict(self.ema.state_dict(self.ema.rates[0], self.model))
+        return self._ema_model.eval()
+
+    def diagnostics(self, truth: torch.Tensor, samples: torch.Tensor) -> dict[str, float]:
+        """Conditioning gain of the EMA and the online network on the validation batch, and statistics
+        of the EMA samples. (Early in a run the EMA weights still lag far behind the online ones.)"""
+        batch = {k: v.to(self.device) for k, v in self._validation_batch().items()}
+        seed = self.config.train.seed
+        self.model.eval()
+        with self._autocast():
+            gains = conditioning_gain(self._loaded_ema_model(), self.diffusion, batch, seed=seed)
+            online = conditioning_gain(self.model, self.diffusion, batch, seed=seed)
+        self.model.train()
+        latent = batch["latent_mask"][: truth.shape[0]].cpu()
+        return {
+            **gains,
+            **{f"online_{key}": value for key, value in online.items()},
+            **sample_statistics(truth.cpu(), samples.cpu(), latent),
+        }
+
+    @torch.no_grad()
+    def sample_videos(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Complete the first validation videos with the first EMA rate's weights; returns (truth, samples, obs_mask)."""
+        count = self.config.train.num_sample_videos
+        batch = {k: v[:count].to(self.device) for k, v in self._validation_batch().items()}
+        ema_model = self._loaded_ema_model()
         diffusion = respaced(self.config.diffusion, self.config.train.sample_steps, "ddim")
         generators = [
             torch.Generator(device=self.device).manual_seed(_seed_from(self.config.train.seed, _SAMPLE_STREAM, i))
@@ -330,7 +364,7 @@ class Trainer:
         ]
         kwargs = {k: batch[k] for k in ("frame_indices", "obs_mask", "latent_mask")}
         with self._autocast():
-            samples = ddim_sample(self._ema_model, diffusion, batch["x0"], kwargs, generator=generators)
+            samples = ddim_sample(ema_model, diffusion, batch["x0"], kwargs, generator=generators)
         return batch["x0"], samples.float(), batch["obs_mask"]
 
     # ----------------------------------------------------------------------------- the loop
@@ -381,6 +415,7 @@ class Trainer:
                     ):
                         truth, samples, obs_mask = self.sample_videos()
                         log_sample_videos(logger, self.run_dir, self.step, truth, samples, obs_mask)
+                        logger.log_scalars(self.step, self.diagnostics(truth, samples))
                     if self._stop_everywhere(stop.requested):
                         stopped_by = stop.signal_name() or "a signal on another process"
                         if saved_step != self.step:
@@ -392,6 +427,7 @@ class Trainer:
                         )
                         break
         finally:
+            shutdown_workers(batches)
             progress.close()
             logger.close()
         return TrainResult(self.step, self.last_checkpoint, stopped_by)
