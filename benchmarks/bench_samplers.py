@@ -27,7 +27,8 @@ from flexvid.diffusion import respaced, samplers
 from flexvid.eval.consistency import score_video, summarise_consistency
 from flexvid.video_io import to_uint8
 
-SETTINGS = [("ddpm", 1000, 0.0), ("ddim", 50, 0.0), ("ddim", 50, 1.0), ("ddim", 100, 0.0), ("ddim", 100, 1.0)]
+SETTINGS = [("ddpm", 100, 0.0), ("ddim", 25, 0.0), ("ddim", 25, 1.0), ("ddim", 50, 0.0), ("ddim", 50, 1.0)]
+# DDPM with all 1,000 steps costs 20x DDIM-50; add ("ddpm", 1000, 0.0) where time allows.
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ bash "$root/scripts/setup.sh"
 cd "$root"
 export PATH="$root/.venv/bin:$PATH"
 out=results/demo
-sampler=(--sampler ddim --steps 25 --eta 1)   # see pretrained/README.md for the sampler comparison
+sampler=(--sampler ddim --steps 20 --eta 1)   # see pretrained/README.md for the sampler comparison
 
 mnist=pretrained/moving_mnist
 panorama=pretrained/panorama

@@ -53,11 +53,11 @@ def test_two_processes_match_one_process_and_resume_on_another_count(tmp_path, p
     assert losses(two) == pytest.approx(losses(one), rel=1e-4)
     assert len(losses(one)) == 3
     # Gradients differ only by float summation order, but Adam divides by the gradient's root mean
-    # square, so weights with near-zero gradients can move by a fraction of one step (lr = 1e-4).
+    # square, so weights with near-zero gradients can move by up to one step (lr = 1e-4).
     for name in ("model.safetensors", "ema_0.9.safetensors"):
         a = load_file(one / "checkpoints" / "step_0000003" / name)
         b = load_file(two / "checkpoints" / "step_0000003" / name)
         for key in a:
-            torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=5e-5)
+            torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-4)  # atol: one step of lr
     # Rank 0 alone writes: one metrics file, and checkpoints only at the save steps.
     assert sorted(p.name for p in (two / "checkpoints").iterdir()) == ["step_0000002", "step_0000003"]

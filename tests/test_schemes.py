@@ -374,14 +374,14 @@ def test_cli_lists_schemes(capsys):
         assert name in out
 
 
-def test_cli_show_json_and_default_png(tmp_path, monkeypatch, capsys):
+def test_cli_show_json_writes_no_file(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
         main(["schemes", "show", "hierarchy-2", "--T", "30", "--n_obs", "4", "--max_frames", "8", "--json"])
     assert exit_info.value.code == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == [s.to_dict() for s in stages_of("hierarchy-2", 30, 4, 8, 4)]
-    assert (tmp_path / "scheme_hierarchy-2_T30_obs4_K8_step4.png").is_file()
+    assert list(tmp_path.iterdir()) == []  # pictures only where asked, with --out
 
 
 def test_cli_show_text_and_errors(tmp_path, capsys):

@@ -8,12 +8,17 @@ import dataclasses
 from flexvid.sampling.job import SampleJob, SampleSettings
 
 
+DEFAULTS = SampleSettings(checkpoint="", sampling_scheme="")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     parser.add_argument("checkpoint", help="flexvid checkpoint directory or .safetensors file, or the authors' .pt")
     parser.add_argument("--sampling_scheme", required=True,
                         help="scheme name (see `flexvid schemes`) or a scheme YAML file")
-    parser.add_argument("--n_obs", type=int, default=36,
-                        help="observed frames at the start of each video, taken from the test set (0: unconditional)")
+    parser.add_argument("--n_obs", type=int, default=DEFAULTS.n_obs,
+                        help="observed frames at the start of each video, taken from the test set (0: unconditional; "
+                        "None: K)")
     parser.add_argument("--T", type=int, default=None,
                         help="length of the generated videos; longer than the training clips is fine (default: as trained)")
     parser.add_argument("--max_frames", type=int, default=None, help="K, frames per network call (default: as trained)")
@@ -25,9 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="one past the last test video (default: start_index + batch_size)")
     parser.add_argument("--sample_idx", type=int, default=0,
                         help="which sample of each video this is (several samples share the observed frames)")
-    parser.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddpm")
-    parser.add_argument("--steps", type=int, default=None, help="diffusion steps (default: all trained steps)")
-    parser.add_argument("--eta", type=float, default=0.0, help="DDIM noise scale (0: deterministic)")
+    parser.add_argument("--sampler", choices=["ddpm", "ddim"], default=DEFAULTS.sampler, help="sampler")
+    parser.add_argument("--steps", type=int, default=DEFAULTS.steps, help="diffusion steps (0 is refused; the trained "
+                        "number, e.g. 1000, runs every step)")
+    parser.add_argument("--eta", type=float, default=DEFAULTS.eta, help="DDIM noise scale (0: deterministic)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--eval_dir", default=None,

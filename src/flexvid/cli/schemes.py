@@ -13,7 +13,7 @@ from flexvid.schemes import get_scheme, is_scheme_file, plan_stages, render_sche
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     actions.add_parser("list", help="list the registered schemes (the default)")
-    show = actions.add_parser("show", help="print a scheme's stages and draw them to a PNG")
+    show = actions.add_parser("show", help="print a scheme's stages (and draw them to a PNG with --out)")
     show.add_argument("name", help="registered scheme name or a scheme .yaml file")
     show.add_argument("--T", type=int, default=None, help="video length (default 300; a YAML file may set it)")
     show.add_argument("--n_obs", type=int, default=None, help="frames observed at the start (default 36)")
@@ -23,8 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     show.add_argument("--schedule", default=None, help="schedule file (.pt or .json) for the optimized scheme")
     show.add_argument("--base", default=None, help="base scheme of the optimized scheme (default autoreg)")
     show.add_argument("--json", action="store_true", help="print the stages as JSON: [{\"obs\": [...], \"latent\": [...]}]")
-    show.add_argument("--out", default=None,
-                      help="PNG file to write (default: scheme_<name>_T<T>_obs<n_obs>_K<K>_step<step>.png here)")
+    show.add_argument("--out", default=None, help="also draw the stages to this PNG file")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,10 +52,7 @@ def _show(args: argparse.Namespace) -> int:
         print(f"{scheme.describe()}: {len(stages)} stages")
         for number, stage in enumerate(stages):
             print(f"stage {number:3d}: observe {list(stage.obs)} -> generate {list(stage.latent)}")
-    stem = Path(args.name).stem if is_scheme_file(args.name) else args.name
-    out = Path(args.out) if args.out else Path(
-        f"scheme_{stem}_T{scheme.video_length}_obs{scheme.num_observed_frames}_K{scheme.max_frames}_step{scheme.step_size}.png"
-    )
-    render_scheme_png(stages, scheme.video_length, out)
-    print(f"Wrote the scheme picture to {out}", file=sys.stderr if args.json else sys.stdout)
+    if args.out:
+        render_scheme_png(stages, scheme.video_length, Path(args.out))
+        print(f"Wrote the scheme picture to {args.out}", file=sys.stderr if args.json else sys.stdout)
     return 0

@@ -3,6 +3,7 @@ writing `samples/sample_NNNN-K.npy` files that an interrupted job skips when run
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -33,7 +34,7 @@ class SampleSettings:
 
     checkpoint: str
     sampling_scheme: str
-    n_obs: int = 36
+    n_obs: int | None = None  # observed frames from each test video; None: K, one network call's worth
     T: int | None = None  # video length; None: the length the model was trained on
     max_frames: int | None = None  # K; None: as trained
     max_latent_frames: int | None = None  # latent frames per stage; None: K // 2
@@ -41,9 +42,9 @@ class SampleSettings:
     start_index: int = 0
     stop_index: int | None = None  # None: start_index + batch_size
     sample_idx: int = 0
-    sampler: str = "ddpm"  # ddpm | ddim
-    steps: int | None = None  # diffusion steps; None: all trained steps
-    eta: float = 0.0  # DDIM noise (0: deterministic)
+    sampler: str = "ddim"  # ddpm | ddim (benchmarks/bench_samplers.py compares them)
+    steps: int | None = 50  # diffusion steps; None: all trained steps
+    eta: float = 0.0  # DDIM noise (0: deterministic; 1: DDPM-like)
     seed: int = 0
     precision: str = "fp32"  # fp32 | bf16
     eval_dir: str | None = None
@@ -61,8 +62,8 @@ SAMPLERS = ("ddpm", "ddim")
 
 def check_settings(settings: SampleSettings) -> None:
     """Raise ConfigError for settings that would silently do other work than asked (or none)."""
-    at_least = {"batch_size": 1, "max_batch": 1, "start_index": 0, "sample_idx": 0, "seed": 0, "n_obs": 0}
-    optional_at_least = {"T": 1, "max_frames": 2, "max_latent_frames": 1, "steps": 1, "chunk_length": 1, "context": 1}
+    at_least = {"batch_size": 1, "max_batch": 1, "start_index": 0, "sample_idx": 0, "seed": 0}
+    optional_at_least = {"n_obs": 0, "T": 1, "max_frames": 2, "max_latent_frames": 1, "steps": 1, "chunk_length": 1, "context": 1}
     checks = [(name, low, getattr(settings, name)) for name, low in at_least.items()]
     checks += [
         (name, low, getattr(settings, name)) for name, low in optional_at_least.items()
@@ -151,6 +152,8 @@ class SampleJob:
         model_cfg, data_cfg = config["model"], config.get("data", {})
         self.max_frames = settings.max_frames or data_cfg.get("max_frames") or model_cfg.get("max_frames")
         self.max_latent_frames = settings.max_latent_frames or self.max_frames // 2
+        if settings.n_obs is None:
+            settings = self.settings = dataclasses.replace(settings, n_obs=self.max_frames)
         self.dataset_name = data_cfg.get("dataset")
         self.data_dir = settings.data_dir or data_cfg.get("data_dir")
         self.train_T = data_cfg.get("T")
