@@ -21,6 +21,7 @@ import torch
 from flexvid.checkpoint import Pretrained, load_pretrained
 from flexvid.data.base import build_dataset
 from flexvid.data.panorama import revisit_mask
+from flexvid.errors import ConfigError
 from flexvid.eval.consistency import VideoResult, score_video, summarise_consistency
 from flexvid.eval.eval_dir import load_video_file, read_settings
 from flexvid.files import atomic_write, atomic_write_json, atomic_write_text
@@ -189,8 +190,10 @@ def markdown_table(report: dict[str, Any]) -> str:
 
 def plot_per_frame(report: dict[str, Any], path: Path) -> Path:
     """Best-of-k PSNR by frame index, one line per scheme; frames revisited in most videos shaded."""
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        raise ConfigError("The comparison plot needs matplotlib; install it with pip install 'flexvid[plots]'.") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
