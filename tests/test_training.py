@@ -195,6 +195,24 @@ def test_resume_is_bitwise_exact(tmp_path):
     assert [m["step"] for m in read_metrics(resumed)] == list(range(1, 2 * s + 1))
 
 
+def test_init_from_starts_from_the_given_weights_with_a_fresh_optimiser(tmp_path):
+    """--init_from loads another run's EMA weights as step 0; weights of another network shape are refused."""
+    run_training(tmp_path / "source", tiny_run_config(max_steps=2, save_interval=2))
+    checkpoint = latest_valid_checkpoint(tmp_path / "source")
+    config = resolve_run_config(tiny_run_config(init_from=str(checkpoint)))
+    tuned = Trainer(config, tmp_path / "tuned", out=io.StringIO())
+    ema = load_file(checkpoint / "ema_0.9.safetensors")
+    assert tuned.step == 0 and not tuned.optimizer.state
+    for name, value in tuned.model.state_dict().items():
+        assert torch.equal(value, ema[name]), name
+    online = load_file(checkpoint / "model.safetensors")
+    assert any(not torch.equal(online[k], ema[k]) for k in ema)  # so the EMA weights were the ones taken
+
+    wider = merge_overrides(tiny_run_config(init_from=str(checkpoint)), {"model": {"num_channels": 64}})
+    with pytest.raises(CheckpointError, match="given as init_from"):
+        Trainer(resolve_run_config(wider), tmp_path / "wider", out=io.StringIO())
+
+
 def test_microbatches_give_the_same_update(tmp_path):
     one = run_training(tmp_path / "one", tiny_run_config(max_steps=1, batch_size=4))
     four = run_training(tmp_path / "four", tiny_run_config(max_steps=1, batch_size=4, microbatch=1))
@@ -249,6 +267,21 @@ def test_progress_prints_plain_lines_when_not_a_tty():
     lines = stream.getvalue().splitlines()
     assert len(lines) == 2
     assert lines[0].startswith("step 10/100  loss 0.5000") and "steps/s" in lines[0] and "ETA" in lines[0]
+
+
+def test_progress_rate_and_eta_follow_the_recent_steps_after_a_slow_patch():
+    now = [0.0]
+    stream = io.StringIO()
+    progress = Progress(1000, 0, interval=10, stream=stream, clock=lambda: now[0])
+    now[0] = 600.0  # a slow patch: the first 10 steps take ten minutes
+    progress.update(10, 0.5)
+    for step in range(20, 311, 10):  # then 3 steps/s for 100 s
+        now[0] += 10 / 3
+        progress.update(step, 0.5)
+    lines = stream.getvalue().splitlines()
+    assert "0.02 steps/s" in lines[0]
+    assert lines[-1].startswith("step 310/1000") and "3.00 steps/s" in lines[-1]
+    assert lines[-1].endswith("ETA 3m50s")  # 690 steps left at 3 steps/s, not the hours of the average since the start
 
 
 def test_ema_follows_its_formula():

@@ -2,11 +2,14 @@
 
 __version__ = "0.1.0"
 
+# Public name -> module defining it, imported on first use so `import flexvid` (and `flexvid --version`) stays fast.
+_LAZY = {"load_pretrained": "flexvid.checkpoint", "generate": "flexvid.sampling.generate"}
+
 
 def __getattr__(name: str):
-    """Import `load_pretrained` lazily, so `import flexvid` (and `flexvid --version`) stays fast."""
-    if name == "load_pretrained":
-        from flexvid.checkpoint import load_pretrained
+    """Import `load_pretrained` and `generate` lazily."""
+    if name in _LAZY:
+        import importlib
 
-        return load_pretrained
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'flexvid' has no attribute {name!r}")

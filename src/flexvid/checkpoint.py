@@ -66,7 +66,26 @@ def _write_safetensors(file: Path, state_dict: Mapping[str, torch.Tensor], confi
             "diverged, so lower the learning rate or go back to an earlier checkpoint."
         )
     metadata = {FORMAT_METADATA_KEY: FORMAT_NAME, CONFIG_METADATA_KEY: json.dumps(config)}
-    atomic_write(file, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+
+    def write(temp: Path) -> None:
+        save_file(tensors, str(temp), metadata=metadata)
+        _sort_metadata(temp)
+
+    atomic_write(file, write)
+
+
+def _sort_metadata(file: Path) -> None:
+    """Rewrite a safetensors header in place with its metadata keys sorted, so that identical weights
+    give identical files: the writer keeps the metadata in a hash map, whose order varies between saves."""
+    with open(file, "r+b") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(length))
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+        encoded = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(encoded) > length:  # the same entries in another order cannot grow
+            raise RuntimeError(f"re-encoding the safetensors header of {file} grew it from {length} to {len(encoded)} bytes")
+        handle.seek(8)
+        handle.write(encoded.ljust(length, b" "))
 
 
 def _first_non_finite(state_dict: Mapping[str, torch.Tensor]) -> str | None:

@@ -1,4 +1,5 @@
-"""File helpers shared across flexvid: atomic writes (temp file beside the target, then rename) and SHA-256.
+"""File helpers shared across flexvid: atomic writes (temp file beside the target, then rename), SHA-256,
+directory locks, and file names made printable.
 
 A crash or Ctrl-C during an atomic write leaves either the old file or the complete new one, never a
 half-written file under the real name.
@@ -73,6 +74,16 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 2, **dumps_options: Any) -> Path:
     """Write `obj` as JSON to `path` atomically; `dumps_options` go to `json.dumps` (e.g. sort_keys)."""
     return atomic_write_text(path, json.dumps(obj, indent=indent, **dumps_options) + "\n")
+
+
+def printable(text: str | os.PathLike) -> str:
+    """A file name or text holding one, safe to print and to write as UTF-8: the bytes of a name that is
+    not UTF-8 (Python keeps them as surrogate escapes) are shown as \\xNN."""
+    text = os.fspath(text)
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # surrogates that stand for no byte, e.g. from a JSON escape
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def sha256_of(path: str | os.PathLike) -> str:

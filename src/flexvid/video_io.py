@@ -1,7 +1,8 @@
 """Write videos as GIF or MP4 files (imageio + its bundled ffmpeg), atomically.
 
 Frames are uint8 arrays (T, H, W, 3); `to_uint8_frames` converts a model video (T, C, H, W) in
-[-1, 1] with 1 or 3 channels, `to_uint8` any tensor in [-1, 1] keeping its shape.
+[-1, 1] with 1 or 3 channels, `to_uint8` any tensor in [-1, 1] keeping its shape, and `from_uint8`
+maps uint8 frames back to [-1, 1].
 """
 
 from __future__ import annotations
@@ -14,6 +15,17 @@ import numpy as np
 import torch
 
 from flexvid.files import atomic_write, atomic_write_bytes
+
+# Outline colours of frames wherever videos are drawn (flexvid video, training samples, comparisons).
+OBSERVED_COLOUR = (255, 64, 64)  # red: frames given to the model
+GENERATED_COLOUR = (64, 160, 255)  # blue: frames the model generated
+TRUTH_COLOUR = (160, 160, 160)  # grey: the ground-truth test video
+
+
+def from_uint8(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """uint8 frames (any shape) -> float32 in [-1, 1], the range the network works in."""
+    frames = torch.as_tensor(frames)
+    return frames.float().div_(127.5).sub_(1.0)
 
 
 def to_uint8(frames: torch.Tensor) -> np.ndarray:

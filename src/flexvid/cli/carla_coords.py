@@ -9,6 +9,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from flexvid.cli.options import Switch
 from flexvid.errors import DatasetError
 from flexvid.eval.carla_metrics import COORDS_SUBDIR, PREDICTED_DATASET_COORDS_SUBDIR, PROVENANCE_FILE
 from flexvid.eval.carla_position import CarlaPositionModel, load_position_model
@@ -21,12 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--classifier", default=None,
                         help="classifier_checkpoint.pth (default: $FLEXVID_WEIGHTS_DIR/carla/, else ~/.cache/flexvid/carla/)")
     parser.add_argument("--regressor", default=None, help="regressor_checkpoint.pth (default: next to the classifier's default)")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch_size", type=int, default=8, help="frames per network call")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     parser.add_argument("--split", choices=SPLITS, default="all", help="dataset videos to map (dataset directories only)")
     parser.add_argument("--out", default=None,
                         help=f"output folder (default: EVAL_DIR/{COORDS_SUBDIR} or DATASET_DIR/{PREDICTED_DATASET_COORDS_SUBDIR})")
-    parser.add_argument("--overwrite", action="store_true", help="recompute coordinates that already exist")
+    parser.add_argument("--overwrite", action=Switch, default=False, help="recompute coordinates that already exist")
 
 
 def run(args: argparse.Namespace) -> int:

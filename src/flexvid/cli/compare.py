@@ -12,7 +12,6 @@ DEFAULTS = CompareSettings(checkpoint="", out="")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     parser.add_argument("checkpoint", help="flexvid checkpoint (run directory, checkpoint directory or .safetensors)")
     parser.add_argument("--out", required=True, help="output folder: one evaluation directory per scheme, table, pictures")
     parser.add_argument("--schemes", default=",".join(DEFAULT_SCHEMES), help="comma-separated scheme names")

@@ -3,20 +3,22 @@
   flexvid data carla --download DIR      fetch CARLA Town01 (no traffic), unpack, write splits
   flexvid data carla --split DIR         only (re)write video_train.csv / video_test.csv
   flexvid data mazes|minerl --download DIR   fetch CWVAE's zip and convert its mp4s to .npy
-  flexvid data info NAME|DIR             counts, shapes, lengths, and a contact-sheet PNG
+  flexvid data info NAME|DIR             the loader chosen and why, counts, shapes, lengths (--sheet: a contact sheet)
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import warnings
 from pathlib import Path
 from typing import Any
 
+from flexvid.cli.options import Switch
 from flexvid.data.base import build_dataset, dataset_spec
-from flexvid.data.carla import carla_video_files
 from flexvid.data.contact_sheet import save_contact_sheet
-from flexvid.data.npy_videos import numbered_npy_files
+from flexvid.data.detect import detect_dataset
+from flexvid.data.folder import UnreadableFilesWarning
 from flexvid.data.prepare import (
     CARLA_TEST_VIDEOS,
     CARLA_URL,
@@ -46,15 +48,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         cwvae.add_argument("--download", type=Path, metavar="DIR", required=True, help="directory to create")
         _add_download_options(cwvae, CWVAE_URLS[name])
 
-    info = actions.add_parser("info", help="print counts, shapes and lengths of a dataset and save a contact sheet")
+    info = actions.add_parser("info", help="print counts, shapes and lengths of a dataset (and draw a contact sheet)")
     info.add_argument("target", help="a dataset name (with --data_dir) or a data directory")
+    info.add_argument("--dataset", default=None,
+                      help="the loader for a data directory (default: chosen from its layout, and the reason printed)")
     info.add_argument("--data_dir", type=Path, default=None, help="the dataset's files, when TARGET is a name")
     info.add_argument("--split", choices=("train", "test"), default=None, help="one split (default: both)")
     info.add_argument("--T", type=int, default=None, help="clip length (default: dataset's, or shortest video)")
     info.add_argument("--image_size", type=int, default=None, help="frame size (default: the dataset's)")
     info.add_argument("--frame_stride", type=int, default=1, help="folder datasets: keep every n-th frame")
     info.add_argument("--num_videos", type=int, default=4, help="videos on the contact sheet")
-    info.add_argument("--sheet", type=Path, default=None, help="PNG to write (default: <name>_contact_sheet.png)")
+    info.add_argument("--sheet", type=Path, default=None, help="write a contact sheet PNG here (default: none written)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         "archive": args.archive,
         "sha256": args.sha256,
         "keep_archive": args.keep_archive,
-        "progress": not args.no_progress,
+        "progress": args.progress,
     }
     if args.action == "carla":
         if args.split is not None:
@@ -82,32 +86,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def detect_dataset(directory: Path) -> str:
-    """The dataset name whose layout `directory` has: CARLA, numbered .npy splits, or a folder of videos."""
-    if not directory.is_dir():
-        raise DatasetError(f"{directory} is neither a dataset name nor a directory.")
-    if carla_video_files(directory) or (directory / "video_train.csv").is_file():
-        return "carla_no_traffic"
-    splits = [directory / s for s in ("train", "test") if (directory / s).is_dir()]
-    if splits and all(numbered_npy_files(s) for s in splits):
-        return "mazes"
-    return "folder"
-
-
 def show_info(args: argparse.Namespace) -> int:
-    """Print a summary of each split and write a contact sheet of a few videos."""
-    target = Path(args.target)
-    try:
-        dataset_spec(args.target)
-        name, data_dir = args.target, args.data_dir
-    except DatasetError:
-        if args.data_dir is not None:
-            raise
-        name, data_dir = detect_dataset(target), target
+    """Print which loader reads the data and why, a summary of each split, and (with --sheet) write a
+    contact sheet of a few videos."""
+    name, data_dir = _choose_dataset(args)
     if dataset_spec(name).needs_data_dir and data_dir is None:
         raise DatasetError(f"Dataset {name!r} needs --data_dir pointing at its files.")
-    print(f"dataset {name}" + (f" in {data_dir}" if data_dir else ""))
-    sheet_source, last_error = None, None
+    sheet_source, last_error, shown = None, None, set()
     for split in [args.split] if args.split else ["train", "test"]:
         try:
             dataset = _build(name, split, data_dir, args, T=args.T or (1 if name in OWN_DATASETS else None))
@@ -117,7 +102,7 @@ def show_info(args: argparse.Namespace) -> int:
             print(f"  {split}: not available ({err})")
             last_error = err
             continue
-        _print_split(split, dataset)
+        _print_split(split, dataset, shown)
         sheet_source = sheet_source or (split, dataset)
     if sheet_source is None:
         raise last_error
@@ -128,21 +113,55 @@ def show_info(args: argparse.Namespace) -> int:
     count = min(args.num_videos, len(dataset))
     clips = [dataset[i][0] for i in range(count)]
     print(f"  clips: {tuple(clips[0].shape)} (T, C, H, W), float32 in [-1, 1]")
-    sheet = save_contact_sheet(clips, args.sheet or Path(f"{name}_contact_sheet.png"))
+    if args.sheet is None:
+        print("add --sheet FILE.png for a contact sheet of a few videos")
+        return 0
+    sheet = save_contact_sheet(clips, args.sheet)
     print(f"contact sheet of {count} {split} video(s): {sheet}")
     return 0
 
 
+def _choose_dataset(args: argparse.Namespace) -> tuple[str, Path | None]:
+    """The dataset name and data directory to inspect, printed with how they were chosen."""
+    if _is_dataset_name(args.target):
+        if args.dataset is not None:
+            raise DatasetError(f"{args.target!r} is a dataset name; give --dataset only with a data directory.")
+        print(f"dataset {args.target}" + (f" in {args.data_dir}" if args.data_dir else ""))
+        return args.target, args.data_dir
+    if args.data_dir is not None:
+        raise DatasetError(f"Unknown dataset {args.target!r}; give a dataset name with --data_dir, or a directory alone.")
+    directory = Path(args.target)
+    if args.dataset is not None:
+        dataset_spec(args.dataset)
+        print(f"dataset {args.dataset} in {directory} (chosen with --dataset)")
+        return args.dataset, directory
+    detection = detect_dataset(directory)
+    print(f"dataset {detection.name} in {directory}: {detection.reason}; --dataset NAME chooses another loader")
+    return detection.name, directory
+
+
+def _is_dataset_name(target: str) -> bool:
+    try:
+        dataset_spec(target)
+    except DatasetError:
+        return False
+    return True
+
+
 def _build(name: str, split: str, data_dir: Path | None, args: argparse.Namespace, T: int | None):
+    """One split; its unreadable files are printed by `_print_split`, so they are not also warned about."""
     options: dict[str, Any] = {}
     if name in OWN_DATASETS:
         options["short_videos"] = "skip"
     if name == "folder":
         options["frame_stride"] = args.frame_stride
-    return build_dataset(name, split, T=T, image_size=args.image_size, data_dir=data_dir, **options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnreadableFilesWarning)
+        return build_dataset(name, split, T=T, image_size=args.image_size, data_dir=data_dir, **options)
 
 
-def _print_split(split: str, dataset) -> None:
+def _print_split(split: str, dataset, shown: set[str]) -> None:
+    """One line per split; each unreadable file is listed once (`shown`), though splits may share it."""
     summary = dataset.summary() if hasattr(dataset, "summary") else {"videos": len(dataset)}
     line = f"  {split}: {summary['videos']} videos"
     if "frame_shape" in summary:
@@ -156,14 +175,16 @@ def _print_split(split: str, dataset) -> None:
         line += ", with coords"
     print(line)
     for path, reason in summary.get("skipped", []):
-        print(f"    skipped unreadable {path}: {reason}")
+        if path not in shown:
+            print(f"    skipped unreadable {path}: {reason}")
+            shown.add(path)
     if summary.get("skipped"):
         print(f"    {len(summary['skipped'])} file(s) skipped")
 
 
 def _add_download_options(parser: argparse.ArgumentParser, default_url: str) -> None:
-    parser.add_argument("--url", default=default_url, help=f"where to download from (default {default_url})")
+    parser.add_argument("--url", default=default_url, help="where to download from")
     parser.add_argument("--archive", type=Path, default=None, help="use this already downloaded archive instead")
     parser.add_argument("--sha256", default=None, help="expected SHA-256 of the archive")
-    parser.add_argument("--keep_archive", action="store_true", help="keep the downloaded archive after unpacking")
-    parser.add_argument("--no_progress", action="store_true", help="no progress bars")
+    parser.add_argument("--keep_archive", action=Switch, default=False, help="keep the downloaded archive after unpacking")
+    parser.add_argument("--progress", action=Switch, default=True, help="show progress bars")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from flexvid.errors import ConfigError
 from flexvid.eval.fvd import fvd_of_eval_dir
 from flexvid.eval.i3d import load_i3d
 from flexvid.files import atomic_write_json, atomic_write_text
@@ -26,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--num_videos", type=int, default=None, help="N, the first N test videos (default: all with samples)")
     parser.add_argument("--sample_idx", type=int, default=0, help="which sample of each test video")
-    parser.add_argument("--batch_size", type=int, default=2, help="videos per I3D call (memory only; no effect on the score)")
+    parser.add_argument("--batch_size", type=int, default=2, help="videos per I3D call, samples and test videos alike (memory only; no effect on the score)")
     parser.add_argument("--gt_dir", default=None, help="folder of NNNN.npy uint8 test videos, instead of the dataset")
     parser.add_argument("--data_dir", default=None, help="dataset location, overriding settings.json")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -36,16 +37,23 @@ def run(args: argparse.Namespace) -> int:
     i3d = load_i3d(args.i3d, device=args.device)
     result = fvd_of_eval_dir(
         args.eval_dir, i3d, num_videos=args.num_videos, sample_idx=args.sample_idx,
-        batch_size=args.batch_size, gt_dir=args.gt_dir, data_dir=args.data_dir,
-    )
+        batch_size=args.batch_size, gt_dir=args.gt_dir, data_dir=args.data_dir, progress=True,
+    )  # fmt: skip
     protocol = result["protocol"]
-    stem = Path(args.eval_dir) / f"fvd-{protocol['num_videos']}-{args.sample_idx}"
-    atomic_write_text(stem.with_suffix(".txt"), f"{result['fvd']!r}\n")
-    atomic_write_json(stem.with_suffix(".json"), result, sort_keys=True, default=str)
     weights = protocol["i3d_weights"]
-    print(
+    print(  # before writing, so a failed write loses nothing
         f"FVD {result['fvd']:.3f} on {protocol['num_videos']} videos of {protocol['frames_per_video']} frames "
-        f"(sample {args.sample_idx}, observed frames included; I3D {weights['file']} sha256 {weights['sha256'][:12]}...)"
+        f"(sample {args.sample_idx}, observed frames included; I3D {weights['file']} sha256 {weights['sha256'][:12]}...)",
+        flush=True,
     )
+    stem = Path(args.eval_dir) / f"fvd-{protocol['num_videos']}-{args.sample_idx}"
+    try:
+        atomic_write_text(stem.with_suffix(".txt"), f"{result['fvd']!r}\n")
+        atomic_write_json(stem.with_suffix(".json"), result, sort_keys=True, default=str)
+    except OSError as err:
+        raise ConfigError(
+            f"Could not write {stem}.txt and .json ({err.strerror or err}); the score is printed above, "
+            "and running again once the evaluation directory is writable saves it with its protocol."
+        ) from None
     print(f"wrote {stem.with_suffix('.txt')} and {stem.with_suffix('.json')}")
     return 0

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
+import warnings
 
 import flexvid
+from flexvid.cli.options import Parser
 from flexvid.errors import FlexvidError
 
 # Sub-command name -> (module under flexvid.cli, one-line help). Each module defines
@@ -28,14 +31,21 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "weights": ("weights", "List or download the evaluation weights files (I3D, AlexNet, LPIPS heads)."),
 }
 
+_PYTHON_FORMATWARNING = warnings.formatwarning
+DEBUG_FLAG = "--debug"  # before the command: show the full traceback of any error
+DEBUG_ENV = "FLEXVID_DEBUG"  # the same, set to 1 in the environment
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser; sub-command arguments are added lazily in `main`."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="flexvid",
         description="Flexible Diffusion Models for long videos: train, sample, evaluate.",
     )
     parser.add_argument("--version", action="version", version=f"flexvid {flexvid.__version__}")
+    parser.add_argument(
+        DEBUG_FLAG, action="store_true", help=f"show the full traceback of errors (or set {DEBUG_ENV}=1)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
@@ -45,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `flexvid` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    if argv[:1] == [DEBUG_FLAG]:
+        debug, argv = True, argv[1:]
     parser = build_parser()
     if not argv or argv[0] not in COMMANDS:
         parser.parse_args(argv or ["--help"])
@@ -52,9 +65,12 @@ def main(argv: list[str] | None = None) -> None:
     name = argv[0]
     module_name, help_text = COMMANDS[name]
     module = importlib.import_module(f"flexvid.cli.{module_name}")
-    sub_parser = argparse.ArgumentParser(prog=f"flexvid {name}", description=help_text)
+    sub_parser = Parser(prog=f"flexvid {name}", description=help_text)
     module.add_arguments(sub_parser)
     args = sub_parser.parse_args(argv[1:])
+    warnings.formatwarning = _one_line_warning(name)
+    if debug:
+        sys.exit(module.run(args) or 0)
     try:
         code = module.run(args)
     except FlexvidError as err:
@@ -67,6 +83,17 @@ def main(argv: list[str] | None = None) -> None:
         print(f"flexvid {name}: interrupted", file=sys.stderr)
         sys.exit(128 + signal.SIGINT)
     sys.exit(code or 0)
+
+
+def _one_line_warning(command: str):
+    """flexvid's warnings as one line each, `flexvid CMD: warning: ...`, without the source line."""
+
+    def format_warning(message, category, filename, lineno, line=None) -> str:
+        if category.__module__.startswith("flexvid") or category is UserWarning:
+            return f"flexvid {command}: warning: {message}\n"
+        return _PYTHON_FORMATWARNING(message, category, filename, lineno, line)
+
+    return format_warning
 
 
 def describe_os_error(err: OSError) -> str:

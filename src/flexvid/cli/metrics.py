@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from flexvid.errors import ConfigError, DatasetError
 from flexvid.eval.eval_dir import (
@@ -85,7 +86,7 @@ def _scheme_loss(args: argparse.Namespace, settings: EvalSettings, truth: Ground
     ]
     generator = torch.Generator().manual_seed(args.seed)
     totals = []
-    for index in range(num_videos):
+    for index in tqdm(range(num_videos), desc="scheme loss", unit="video"):
         video = torch.from_numpy(truth[index]).float().div(127.5).sub(1).unsqueeze(0).to(args.device)
         totals.append(
             scheme_loss(
@@ -120,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
         raise DatasetError(f"No test video has samples {sample_indices} in {eval_dir / 'samples'}; lower --num_samples.")
     truth = GroundTruth(settings, gt_dir=args.gt_dir, data_dir=args.data_dir)
     lpips, lpips_info = _lpips(args)
-    scores = evaluate_videos(paired_videos(eval_dir, truth, num_videos, sample_indices), settings.n_obs, lpips)
+    pairs = paired_videos(eval_dir, truth, num_videos, sample_indices)
+    scores = evaluate_videos(pairs, settings.n_obs, lpips, progress=True, total=num_videos)
     frames, channels, height, width = load_video_file(sample_path(eval_dir, 0, 0)).shape
     result: dict[str, Any] = {
         **scores,

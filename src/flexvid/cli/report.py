@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from flexvid.eval.report import write_report
+from flexvid.files import printable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,5 +16,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     markdown, image = write_report(args.results_dir, args.out)
     print(markdown.read_text(), end="")
-    print(f"wrote {markdown} and {image}")
+    print(f"wrote {printable(markdown)} and {printable(image)}")
     return 0

@@ -8,21 +8,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
+from flexvid.cli.options import Switch
 from flexvid.errors import ConfigError
-from flexvid.files import exclusive_lock
-
-
-def _bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "t", "yes", "y"):
-        return True
-    if text.lower() in ("0", "false", "f", "no", "n"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+from flexvid.files import exclusive_lock, printable
 
 
 def _ints(text: str) -> list[int]:
@@ -33,8 +27,9 @@ def _floats(text: str) -> list[float]:
     return [float(v) for v in text.split(",") if v.strip()]
 
 
-# flag -> (config section, value type, help). Every flag defaults to "not given", so only the flags
-# actually typed override the preset (and can be checked against a resumed run's config).
+# flag -> (config section, value type, help); `bool` entries are switches (--name / --no_name). Every
+# flag defaults to "not given", so only the flags actually typed override the preset (and can be
+# checked against a resumed run's config).
 FLAGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "dataset": ("data", str, "dataset name (default moving_mnist: generated, no download)"),
     "data_dir": ("data", str, "directory with the dataset's files"),
@@ -47,8 +42,8 @@ FLAGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "num_heads": ("model", int, "attention heads (default 4)"),
     "attention_resolutions": ("model", _ints, "comma-separated feature-map sizes with attention (default 16,8)"),
     "dropout": ("model", float, "dropout rate (default 0)"),
-    "learn_sigma": ("model", _bool, "learn the variance as well (true/false, default false)"),
-    "use_checkpoint": ("model", _bool, "gradient checkpointing: less memory, more compute (true/false)"),
+    "learn_sigma": ("model", bool, "learn the variance as well (default off)"),
+    "use_checkpoint": ("model", bool, "gradient checkpointing: less memory, more compute (default off)"),
     "diffusion_steps": ("diffusion", int, "diffusion steps (default 1000)"),
     "noise_schedule": ("diffusion", str, "linear or cosine (default linear)"),
     "batch_size": ("train", int, "GLOBAL batch size: videos per optimiser step summed over all processes; "
@@ -56,7 +51,7 @@ FLAGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "microbatch": ("train", int, "videos per forward/backward pass in each process; 0: all at once (default 0)"),
     "lr": ("train", float, "AdamW learning rate (default 1e-4)"),
     "weight_decay": ("train", float, "AdamW weight decay (default 0)"),
-    "lr_anneal_steps": ("train", int, "anneal the learning rate linearly to 0 over this many steps; 0: constant"),
+    "lr_anneal_steps": ("train", int, "anneal the learning rate linearly to 0 over this many steps; 0: constant (default 0)"),
     "ema_rate": ("train", _floats, "comma-separated EMA rates (default 0.9999)"),
     "grad_clip": ("train", float, "clip the gradient norm to this value; 0: no clipping (default 0)"),
     "precision": ("train", str, "fp32, bf16 or fp16 autocast (fp16 adds a gradient scaler) (default fp32)"),
@@ -64,6 +59,8 @@ FLAGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "task_distribution": ("train", str, "training tasks: fdm, uniform or autoregressive (default fdm)"),
     "observed_share": ("train", float, "share of training tasks that have observed frames, 0..1 "
                        "(default: as the task distribution draws them, about 29%% for fdm)"),
+    "init_from": ("train", str, "start from these weights (a checkpoint directory such as pretrained/moving_mnist, "
+                  "or a .safetensors file) with a fresh optimiser: fine-tuning; the model settings must match"),
     "seed": ("train", int, "random seed (default 0)"),
     "max_steps": ("train", int, "train until this many optimiser steps (default 10000)"),
     "log_interval": ("train", int, "steps between metric logs (default 10)"),
@@ -71,7 +68,7 @@ FLAGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "sample_interval": ("train", int, "steps between logged sample videos; 0: never (default 1000)"),
     "sample_steps": ("train", int, "DDIM steps for the logged sample videos (default 20)"),
     "keep_checkpoints": ("train", int, "how many of the newest checkpoints to keep (default 3)"),
-    "tensorboard": ("train", _bool, "write TensorBoard logs (true/false, default true)"),
+    "tensorboard": ("train", bool, "write TensorBoard logs (default on)"),
     "wandb_project": ("train", str, "wandb project name (default flexvid)"),
     "device": ("train", str, "auto, cpu or cuda (default auto)"),
 }
@@ -82,15 +79,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE.yaml", help="a preset (see configs/); flags override it")
     parser.add_argument("--run_dir", help="where checkpoints, logs and samples go (default runs/<dataset>-<time>)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its newest checkpoint")
-    parser.add_argument(
-        "--wandb", action="store_const", const=True, default=None, help="also log to wandb (WANDB_MODE=offline works)"
-    )
+    parser.add_argument("--wandb", action=Switch, default=None, help="also log to wandb (default off; WANDB_MODE=offline works)")
     for name, (_, kind, help_text) in FLAGS.items():
-        bool_flag = kind is _bool
-        parser.add_argument(
-            f"--{name}", type=kind, default=None, help=help_text, nargs="?" if bool_flag else None,
-            const=True if bool_flag else None,
-        )
+        if kind is bool:
+            parser.add_argument(f"--{name}", action=Switch, default=None, help=help_text)
+        else:
+            parser.add_argument(f"--{name}", type=kind, default=None, help=help_text)
+
+
+def _check_tensorboard_can_write(run_dir: Path) -> None:
+    """TensorBoard encodes its paths as UTF-8: refuse another name before training, not deep inside it."""
+    try:
+        os.fsdecode(run_dir).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(
+            f"--run_dir {printable(run_dir)} is not UTF-8 text, which TensorBoard needs for its logs; choose another "
+            "--run_dir or add --no_tensorboard."
+        ) from None
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -100,8 +105,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         value = getattr(args, name, None)
         if value is not None:
             overrides.setdefault(section, {})[name] = value
-    if getattr(args, "wandb", None):
-        overrides.setdefault("train", {})["wandb"] = True
+    if getattr(args, "wandb", None) is not None:
+        overrides.setdefault("train", {})["wandb"] = args.wandb
     return overrides
 
 
@@ -141,18 +146,20 @@ def run(args: argparse.Namespace) -> int:
             config = resolve_run_config(requested)
             default_dir = Path("runs") / f"{config.data.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
             run_dir = Path(args.run_dir) if args.run_dir else broadcast_object(default_dir, dist_info)
+        if config.train.tensorboard:
+            _check_tensorboard_can_write(run_dir)
         lock = exclusive_lock(run_dir, "--run_dir") if dist_info.is_main else contextlib.nullcontext()
         with lock:
             trainer = Trainer(config, run_dir, dist_info, resume_from=checkpoint, out=sys.stderr)
             where = f"{dist_info.world_size} process(es), device {dist_info.device}"
-            say(f"training in {run_dir} on {where}", file=sys.stderr)
+            say(f"training in {printable(run_dir)} on {where}", file=sys.stderr)
             result = trainer.train()
         outputs = [f"checkpoints/ (newest: {result.checkpoint.name if result.checkpoint else 'none'})", "metrics.jsonl"]
         if (run_dir / "samples").is_dir():
             outputs.append("samples/ (GIF and MP4 sample videos)")
         if (run_dir / "tensorboard").is_dir():
             outputs.append(f"tensorboard/ (view with: tensorboard --logdir {run_dir / 'tensorboard'})")
-        say(f"done at step {result.step}; outputs in {run_dir}: {', '.join(outputs)}", file=sys.stderr)
+        say(f"done at step {result.step}; outputs in {printable(run_dir)}: {', '.join(outputs)}", file=sys.stderr)
     finally:
         cleanup_distributed()
     if result.stopped_by:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from flexvid.errors import WeightsError
-from flexvid.eval.weights import WEIGHTS, install_weights, verify_file, weights_dir
+from flexvid.eval.lpips import wheel_heads_path
+from flexvid.eval.weights import LPIPS_ALEX_HEADS, WEIGHTS, WeightSpec, install_weights, verify_file, weights_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,14 +33,24 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"weights directory: {weights_dir()}")
     for name, spec in sorted(WEIGHTS.items()):
-        path = weights_dir() / spec.filename
-        if not path.is_file():
-            state = "missing"
-        else:
+        path, state = _found(spec)
+        if path is not None:
             try:
-                state = "installed, checksum ok" if verify_file(spec, path).verified else "installed"
+                state += ", checksum ok" if verify_file(spec, path).verified else ""
             except WeightsError:
-                state = "installed, WRONG CHECKSUM"
+                state += ", WRONG CHECKSUM"
         source = f"{spec.package.requirement} on the package index ({spec.url})" if spec.package else spec.url
         print(f"{name:16s} {spec.filename:32s} {state}\n{'':16s} {spec.description}\n{'':16s} {source}")
     return 0
+
+
+def _found(spec: WeightSpec) -> tuple[Path | None, str]:
+    """Where `spec`'s file is found as evaluation looks for it (the weights directory, then for the LPIPS
+    heads the `lpips` package), and how to say so."""
+    standard = weights_dir() / spec.filename
+    if standard.is_file():
+        return standard, "installed"
+    wheel = wheel_heads_path() if spec is LPIPS_ALEX_HEADS else None
+    if wheel is not None:
+        return wheel, f"found in the lpips package ({wheel})"
+    return None, "missing"

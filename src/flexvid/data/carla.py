@@ -15,6 +15,7 @@ import torch
 from flexvid.data.base import FrameReadingDataset, register_dataset, select_frame_info
 from flexvid.data.video_decode import clip_start, keep_long_enough, resize_center_crop, shard_items
 from flexvid.errors import DatasetError
+from flexvid.video_io import from_uint8
 
 SPLITS = ("train", "test")
 VIDEO_NAME = re.compile(r"^video_(\d+)\.pt$")
@@ -121,7 +122,7 @@ class CarlaVideos(FrameReadingDataset):
         start = clip_start(len(video), self.T, self.random_window)
         window = video[start : start + self.T]
         frames = window if positions is None else window[torch.from_numpy(positions)]
-        clip = frames.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        clip = from_uint8(frames.permute(0, 3, 1, 2))
         info: dict[str, Any] = {"index": index, "frame_indices": torch.arange(start, start + self.T), "path": str(path)}
         for key, present in (("coords", self.has_coords), ("actions", self.has_actions)):
             if present:

@@ -5,11 +5,14 @@ centre-cropped to `image_size`.
 
 The index (each video's kind and length) is built once and cached in `.flexvid_index.json` in the
 data directory (or a cache directory when that is read-only); an entry is reused while its file's
-modification time and size are unchanged. Unreadable files are reported by name and skipped.
+modification time and size are unchanged. Unreadable files are reported by name and skipped; so are
+broken links and link loops. Links to files are followed, links to directories are not: they lead out
+of the folder or back into it (`loop -> .`), where following them would read foreign or repeated videos.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -43,6 +46,11 @@ INDEX_FILE = ".flexvid_index.json"
 INDEX_VERSION = 1
 ARRAY_EXTENSIONS = frozenset({".npy", ".npz"})
 SPLIT_DIRS = ("train", "test")
+DIRECTORY_LINK = "a link to a directory, not followed (move or copy its videos into the folder instead)"
+
+
+class UnreadableFilesWarning(UserWarning):
+    """Files of a video folder that are skipped (unreadable, broken links, links to directories)."""
 
 
 @dataclass
@@ -50,29 +58,37 @@ class IndexEntry:
     """One video of the folder: where it is, what kind, how many frames (or why it is unreadable)."""
 
     path: str  # relative to the data directory, with "/" separators
-    kind: str  # video | array | frames
+    kind: str  # video | array | frames | link (a link to a directory: reported, never read)
     mtime_ns: int
     size: int
     num_frames: int = 0
     error: str = ""
 
 
-def find_videos(root: Path) -> list[tuple[Path, str]]:
-    """Every video under `root` with its kind; a directory holding images is one frames video."""
-    if any(p.suffix.lower() in IMAGE_EXTENSIONS for p in root.iterdir() if p.is_file()):
-        return [(root, "frames")]
+def find_videos(root: Path) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:
+    """Every video under `root` with its kind (a directory holding images is one frames video), and
+    the links to directories passed over with why: such a link leads out of the tree or back into it
+    (`loop -> .`), so following it would read foreign videos or count the same ones again."""
     found: list[tuple[Path, str]] = []
+    passed: list[tuple[Path, str]] = []
+    if any(p.suffix.lower() in IMAGE_EXTENSIONS for p in root.iterdir() if p.is_file()):
+        return [(root, "frames")], passed
     for child in sorted(root.iterdir(), key=lambda p: natural_key(p.name)):
         suffix = child.suffix.lower()
         if child.name.startswith("."):
             continue
         if child.is_dir():
-            found.extend(find_videos(child))
+            if child.is_symlink():
+                passed.append((child, DIRECTORY_LINK))
+                continue
+            videos, links = find_videos(child)
+            found.extend(videos)
+            passed.extend(links)
         elif suffix in VIDEO_EXTENSIONS or suffix in GIF_EXTENSIONS:
             found.append((child, "video"))
         elif suffix in ARRAY_EXTENSIONS:
             found.append((child, "array"))
-    return found
+    return found, passed
 
 
 def image_files(directory: Path) -> list[Path]:
@@ -130,18 +146,26 @@ class FolderIndex:
         self.cache_path = self._cache_location(data_dir, cache_dir)
 
     def entries(self, root: Path, backend: str) -> list[IndexEntry]:
-        """Index entries of every video under `root`, probing only new or changed files."""
+        """Index entries of every video under `root`, probing only new or changed files; files that
+        cannot even be looked at (broken links, link loops, links to directories) come back as
+        entries with an error and are not cached."""
         cached = self._load()
-        found = find_videos(root)
+        found, passed = find_videos(root)
         prefix = root.relative_to(self.data_dir).as_posix()
         present = {p.relative_to(self.data_dir).as_posix() for p, _ in found}
         gone = [k for k in cached if k not in present and (prefix == "." or k.startswith(prefix + "/"))]
         for key in gone:
             del cached[key]
-        result, changed = [], bool(gone)
+        result = [IndexEntry(p.relative_to(self.data_dir).as_posix(), "link", 0, 0, error=why) for p, why in passed]
+        changed = bool(gone)
         for path, kind in found:
-            stat = path.stat()
             key = path.relative_to(self.data_dir).as_posix()
+            try:
+                stat = path.stat()
+            except OSError as err:  # a broken link or a link loop: reported and skipped like any unreadable file
+                cached.pop(key, None)
+                result.append(IndexEntry(key, kind, 0, 0, error=_link_problem(path, err)))
+                continue
             old = cached.get(key)
             if old is not None and (old.kind, old.mtime_ns, old.size) == (kind, stat.st_mtime_ns, stat.st_size):
                 result.append(old)
@@ -215,7 +239,9 @@ class FolderVideos(FrameReadingDataset):
         self.skipped = [(e.path, e.error) for e in entries if e.error]
         if self.skipped:
             listed = "; ".join(f"{path} ({reason})" for path, reason in self.skipped[:5])
-            warnings.warn(f"Skipping {len(self.skipped)} unreadable file(s) in {root}: {listed}", stacklevel=2)
+            warnings.warn(
+                f"Skipping {len(self.skipped)} unreadable file(s) in {root}: {listed}", UnreadableFilesWarning, stacklevel=2
+            )
         readable = [e for e in entries if not e.error]
         if not readable:
             raise DatasetError(
@@ -303,6 +329,17 @@ class FolderVideos(FrameReadingDataset):
                 f"{present[0]!r}."
             )
         return data_dir / split
+
+
+def _link_problem(path: Path, err: OSError) -> str:
+    """Why a video file could not even be looked at: a broken link, a link loop, or the OS's reason."""
+    if path.is_symlink():
+        target = os.readlink(path)
+        if err.errno == errno.ELOOP:
+            return f"a link loop ({path.name} -> {target} never reaches a file)"
+        if err.errno == errno.ENOENT:
+            return f"a broken link to {target}, which does not exist"
+    return err.strerror or str(err)
 
 
 def _npz_key(path: Path, keys: list[str]) -> str:

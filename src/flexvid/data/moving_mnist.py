@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from flexvid.data.base import FrameReadingDataset, VideoDataset, register_dataset
 from flexvid.data.mnist_digits import load_digits
 from flexvid.errors import DatasetError
+from flexvid.video_io import from_uint8
 
 CANVAS_SIZE = 64
 STEP_LENGTH = 0.1
@@ -73,7 +74,7 @@ def render_video(
 
 def to_model_range(frames: np.ndarray, image_size: int, channels: int) -> torch.Tensor:
     """uint8 (T, H, W) frames -> float32 (T, channels, image_size, image_size) in [-1, 1]."""
-    video = torch.from_numpy(np.ascontiguousarray(frames)).float().unsqueeze(1) / 127.5 - 1.0
+    video = from_uint8(np.ascontiguousarray(frames)).unsqueeze(1)
     if video.shape[-1] != image_size:
         mode = "area" if image_size < video.shape[-1] else "bilinear"
         kwargs = {} if mode == "area" else {"align_corners": False}

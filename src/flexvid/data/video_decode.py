@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from flexvid.errors import DatasetError
+from flexvid.video_io import from_uint8
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".webm", ".mov", ".mkv", ".m4v"})
 GIF_EXTENSIONS = frozenset({".gif"})
@@ -103,7 +104,7 @@ def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
         video = video.unsqueeze(-1)
     if video.shape[-1] == 1:
         video = video.expand(*video.shape[:-1], 3)
-    return video.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+    return from_uint8(video.permute(0, 3, 1, 2))
 
 
 def resize_center_crop(video: torch.Tensor, image_size: int) -> torch.Tensor:
@@ -220,5 +221,8 @@ def _count_frames_pyav(path: Path) -> int:
 
 
 def _reason(err: Exception) -> str:
+    """A decoder's error in a few words: an OS or FFmpeg error's reason without the path (the message names it)."""
+    if isinstance(getattr(err, "strerror", None), str):
+        return err.strerror.rstrip(".")
     text = str(err).strip().splitlines()
     return (text[-1] if text else type(err).__name__).rstrip(".")

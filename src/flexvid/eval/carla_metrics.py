@@ -128,7 +128,7 @@ def evaluate_eval_dir(
         data_dir = json.loads(settings_path.read_text()).get("data_dir") if settings_path.is_file() else None
         if not data_dir:
             raise DatasetError(
-                f"{eval_dir} has no settings.json naming the dataset's data_dir; pass the dataset's coords folder (--dataset-coords DIR)."
+                f"{eval_dir} has no settings.json naming the dataset's data_dir; pass the dataset's coords folder (--dataset_coords DIR)."
             )
         dataset_coords_dir = default_dataset_coords_dir(data_dir)
     samples = read_coords_dir(eval_dir / COORDS_SUBDIR)

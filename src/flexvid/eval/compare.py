@@ -21,12 +21,12 @@ import torch
 from flexvid.checkpoint import Pretrained, load_pretrained
 from flexvid.data.base import build_dataset
 from flexvid.data.panorama import revisit_mask
-from flexvid.errors import ConfigError
 from flexvid.eval.consistency import VideoResult, score_video, summarise_consistency
 from flexvid.eval.eval_dir import load_video_file, read_settings
+from flexvid.eval.plotting import pyplot
 from flexvid.files import atomic_write, atomic_write_json, atomic_write_text
 from flexvid.sampling.job import SampleJob, SampleSettings
-from flexvid.video_io import to_uint8
+from flexvid.video_io import OBSERVED_COLOUR, to_uint8
 
 DEFAULT_SCHEMES = ("autoreg", "long-range", "hierarchy-2", "hierarchy-3")
 TIMING_FILE = "timing.json"
@@ -188,13 +188,7 @@ def markdown_table(report: dict[str, Any]) -> str:
 
 def plot_per_frame(report: dict[str, Any], path: Path) -> Path:
     """Best-of-k PSNR by frame index, one line per scheme; frames revisited in most videos shaded."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise ConfigError("The comparison plot needs matplotlib; install it with pip install 'flexvid[plots]'.") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot("The comparison plot")
     fig, ax = plt.subplots(figsize=(8, 3.6), dpi=120)
     n_obs = report["settings"]["n_obs"]
     revisits = report.get("revisit_per_frame")
@@ -246,7 +240,7 @@ def draw_strips(settings: CompareSettings, info: Any, revisits: list[np.ndarray]
                 frame = np.repeat(frame, 3, axis=2)
             canvas.paste(Image.fromarray(frame), (left, top))
             if t < settings.n_obs:
-                draw.rectangle([left, top, left + size - 1, top + size - 1], outline="red")
+                draw.rectangle([left, top, left + size - 1, top + size - 1], outline=OBSERVED_COLOUR)
             if r == 0 and revisits is not None and revisits[video][t]:
                 draw.rectangle([left, 0, left + size - 1, bar - 2], fill="orange")
     canvas = canvas.resize((width * 2, height * 2), Image.NEAREST)

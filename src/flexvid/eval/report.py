@@ -1,4 +1,4 @@
-"""Gather the metrics of many evaluation directories into one Markdown table and one PNG plot.
+"""Gather the metrics of many evaluation directories into one Markdown table and one PNG plot (matplotlib).
 
 An evaluation directory is any folder under RESULTS_DIR with a `settings.json` (written by the
 sampler). Every other `*.json` in it is a metric file: numbers become table columns, lists of
@@ -15,17 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageDraw, ImageFont
-
 from flexvid.errors import DatasetError
-from flexvid.files import atomic_write, atomic_write_text
+from flexvid.eval.plotting import pyplot
+from flexvid.files import atomic_write, atomic_write_text, printable
 
 REPORT_MARKDOWN = "report.md"
 REPORT_IMAGE = "report.png"
 LOWER_IS_BETTER = ("fvd", "lpips", "loss", "mse", "wd", "op")
 HIGHER_IS_BETTER = ("psnr", "ssim")
 FVD_FILE = re.compile(r"^fvd-(\d+)-(\d+)\.(json|txt)$")
-PALETTE = [
+PALETTE = [  # matplotlib's tab10, one colour per run
     (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
     (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
 ]
@@ -56,7 +55,7 @@ def collect_runs(results_dir: str | Path) -> list[EvalRun]:
     runs = []
     for settings_path in sorted(results_dir.rglob("settings.json")):
         eval_dir = settings_path.parent
-        label = eval_dir.relative_to(results_dir).as_posix() if eval_dir != results_dir else eval_dir.name
+        label = printable(eval_dir.relative_to(results_dir).as_posix() if eval_dir != results_dir else eval_dir.name)
         run = EvalRun(eval_dir, label, _read_json(settings_path))
         for metric_file in sorted(eval_dir.glob("*.json")):
             if metric_file.name != "settings.json":
@@ -225,106 +224,69 @@ def _shared_items(dicts: list[dict[str, Any]], skip: frozenset[str] | set[str] =
 # Plot
 
 
-PANEL_W, PANEL_H, MARGIN = 460, 300, 50
 DIRECTION_NOTE = {-1: " (lower is better)", 1: " (higher is better)", 0: ""}
-
-
-def _font(size: int = 12) -> ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError):  # Pillow without FreeType has only its fixed bitmap font
-        return ImageFont.load_default()
+PANEL_INCHES = (4.6, 3.0)
 
 
 def draw_plot(runs: list[EvalRun], path: str | Path) -> Path:
-    """PNG: a bar panel per metric (one bar per run) and a line panel per per-frame curve."""
+    """PNG (matplotlib): a bar panel per metric (one bar per run) and a line panel per per-frame curve."""
+    plt = pyplot("The report's plot")
+    from matplotlib.patches import Patch
+
     columns = _columns(runs)
     curves = list(dict.fromkeys(name for run in runs for name in run.series))
     panels = [("bar", c) for c in columns] + [("line", c) for c in curves]
-    font = _font()
-    legend_h = 20 * len(runs) + 16
     cols = 2 if len(panels) > 1 else 1
     rows = max(1, math.ceil(len(panels) / cols))
-    image = Image.new("RGB", (cols * PANEL_W, legend_h + rows * PANEL_H), "white")
-    draw = ImageDraw.Draw(image)
-    for number, run in enumerate(runs):
-        y = 8 + 20 * number
-        draw.rectangle([10, y + 2, 24, y + 14], fill=PALETTE[number % len(PALETTE)])
-        _text(draw, 32, y + 8, f"{number + 1}: {run.label}", font, v=0.5)
-    for index, (kind, name) in enumerate(panels):
-        left = (index % cols) * PANEL_W
-        top = legend_h + (index // cols) * PANEL_H
-        box = (left + MARGIN + 20, top + 30, left + PANEL_W - 20, top + PANEL_H - 40)
+    legend_inches = 0.25 * len(runs) + 0.3
+    fig, axes = plt.subplots(
+        rows, cols, squeeze=False, dpi=100,
+        figsize=(PANEL_INCHES[0] * cols, PANEL_INCHES[1] * rows + legend_inches),
+    )
+    colours = [tuple(c / 255 for c in PALETTE[number % len(PALETTE)]) for number in range(len(runs))]
+    for ax, (kind, name) in zip(axes.flat, panels):
         if kind == "bar":
-            title = f"{name}{DIRECTION_NOTE[_direction(name)]}"
-            _bar_panel(draw, box, [run.scalars.get(name) for run in runs], font)
+            _bar_panel(ax, [run.scalars.get(name) for run in runs], colours)
+            ax.set_title(f"{name}{DIRECTION_NOTE[_direction(name)]}", fontsize=10)
         else:
-            title = f"{name} per frame"
-            _line_panel(draw, box, [run.series.get(name) for run in runs], font)
-        _text(draw, left + 10, top + 8, title, font)
-    return atomic_write(path, image.save)
+            _line_panel(ax, [run.series.get(name) for run in runs], colours)
+            ax.set_title(f"{name} per frame", fontsize=10)
+    for ax in axes.flat[len(panels):]:
+        ax.set_axis_off()
+    handles = [  # a "$" in a folder name would otherwise start matplotlib's maths mode
+        Patch(color=colour, label=f"{number + 1}: {run.label}".replace("$", r"\$"))
+        for number, (run, colour) in enumerate(zip(runs, colours))
+    ]
+    fig.legend(handles=handles, loc="upper left", frameon=False, fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 1 - legend_inches / fig.get_figheight()))
+    try:
+        return atomic_write(path, lambda temp: fig.savefig(temp, format="png"))
+    finally:
+        plt.close(fig)
 
 
-def _text(draw: ImageDraw.ImageDraw, x: float, y: float, text: str, font, *, h: float = 0.0, v: float = 0.0) -> None:
-    """Draw text with its box placed by fractions: h=0 left, 0.5 centre, 1 right; v likewise top to bottom."""
-    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-    draw.text((x - h * (right - left) - left, y - v * (bottom - top) - top), text, fill="black", font=font)
+def _bar_panel(ax: Any, values: list[float | None], colours: list[tuple[float, ...]]) -> None:
+    """One bar per run, numbered as in the legend; a run without the metric leaves a gap."""
+    numbers = range(1, len(values) + 1)
+    known = [(number, value, colour) for number, value, colour in zip(numbers, values, colours) if value is not None]
+    if known:
+        ax.bar([k[0] for k in known], [k[1] for k in known], color=[k[2] for k in known], width=0.7)
+    ax.set_xticks(list(numbers))
+    ax.set_xlim(0.4, len(values) + 0.6)
+    ax.set_xlabel("run")
+    ax.axhline(0.0, color="black", lw=0.6)
 
 
-def _axes(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], low: float, high: float, font) -> None:
-    x0, y0, x1, y1 = box
-    draw.line([x0, y0, x0, y1, x1, y1], fill="black")
-    for value, y in ((high, y0), (low, y1), ((low + high) / 2, (y0 + y1) / 2)):
-        draw.line([x0 - 4, y, x0, y], fill="black")
-        _text(draw, x0 - 6, y, f"{value:.3g}", font, h=1.0, v=0.5)
+def _line_panel(ax: Any, curves: list[list[float] | None], colours: list[tuple[float, ...]]) -> None:
+    """One curve per run that has it, against the frame index."""
+    from matplotlib.ticker import MaxNLocator
 
-
-def _value_range(values: list[float], include_zero: bool) -> tuple[float, float]:
-    low, high = min(values), max(values)
-    if include_zero:
-        low, high = min(low, 0.0), max(high, 0.0)
-    if high - low < 1e-12:
-        low, high = low - 1.0, high + 1.0
-    return low, high
-
-
-def _bar_panel(draw, box, values: list[float | None], font) -> None:
-    known = [v for v in values if v is not None]
-    if not known:
-        return
-    low, high = _value_range(known, include_zero=True)
-    _axes(draw, box, low, high, font)
-    x0, y0, x1, y1 = box
-    slot = (x1 - x0) / len(values)
-    to_y = lambda v: y1 - (v - low) / (high - low) * (y1 - y0)  # noqa: E731
-    for number, value in enumerate(values):
-        left = x0 + slot * number + slot * 0.15
-        right = x0 + slot * (number + 1) - slot * 0.15
-        _text(draw, (left + right) / 2, y1 + 4, str(number + 1), font, h=0.5)
-        if value is None:
-            continue
-        top, bottom = sorted((to_y(value), to_y(0.0)))
-        draw.rectangle([left, top, right, max(bottom, top + 1)], fill=PALETTE[number % len(PALETTE)])
-
-
-def _line_panel(draw, box, curves: list[list[float] | None], font) -> None:
-    known = [c for c in curves if c]
-    if not known:
-        return
-    low, high = _value_range([v for c in known for v in c], include_zero=False)
-    _axes(draw, box, low, high, font)
-    x0, y0, x1, y1 = box
-    length = max(len(c) for c in known)
-    _text(draw, x0, y1 + 4, "0", font, h=0.5)
-    _text(draw, x1, y1 + 4, f"frame {length - 1}", font, h=1.0)
-    for number, curve in enumerate(curves):
-        if not curve:
-            continue
-        points = [
-            (x0 + i / max(length - 1, 1) * (x1 - x0), y1 - (v - low) / (high - low) * (y1 - y0))
-            for i, v in enumerate(curve)
-        ]
-        draw.line(points, fill=PALETTE[number % len(PALETTE)], width=2)
+    for curve, colour in zip(curves, colours):
+        if curve:
+            ax.plot(range(len(curve)), curve, color=colour, lw=2)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("frame")
+    ax.grid(alpha=0.3)
 
 
 def write_report(results_dir: str | Path, out_dir: str | Path | None = None) -> tuple[Path, Path]:
@@ -334,5 +296,5 @@ def write_report(results_dir: str | Path, out_dir: str | Path | None = None) -> 
     out_dir.mkdir(parents=True, exist_ok=True)
     image = draw_plot(runs, out_dir / REPORT_IMAGE)
     markdown = out_dir / REPORT_MARKDOWN
-    atomic_write_text(markdown, markdown_table(runs, image.name))
+    atomic_write_text(markdown, printable(markdown_table(runs, image.name)))
     return markdown, image

@@ -5,6 +5,7 @@ For each stage the network sees K = |obs| + |latent| frames of a test video: the
 the latent ones noised. The diffusion loss on the latent frames is estimated by Monte Carlo over
 uniformly drawn timesteps, turned into a sum over the stage's latent frames of per-frame losses, and
 summed over stages. Dividing by the number of generated frames gives a per-frame loss.
+`latent_eps_mse` is the noise-prediction error of the latent frames alone, at chosen timesteps and noise.
 """
 
 from __future__ import annotations
@@ -86,4 +87,26 @@ def scheme_loss(
     return total
 
 
-__all__ = ["AUTO_TERM", "choose_term", "scheme_loss", "stage_inputs"]
+@torch.no_grad()
+def latent_eps_mse(
+    model: Any, diffusion: Any, frames: Tensor, frame_indices: Tensor, num_observed: int, t: Tensor, noise: Tensor
+) -> Tensor:
+    """(R,) mean squared error of the network's noise estimate on the latent frames of R examples.
+
+    `frames` (R, K, C, H, W) in [-1, 1] hold `num_observed` clean observed frames first, then the latent
+    ones, which are noised to steps `t` (R,) of `diffusion` with `noise` (R, K - num_observed, C, H, W);
+    `frame_indices` (R, K) are their positions in the video. For a network that predicts x0, the noise
+    estimate is the one its x0 implies. This is the loss that optimised schemes minimise.
+    """
+    observed = torch.zeros(frames.shape[:2], dtype=frames.dtype, device=frames.device)
+    observed[:, :num_observed] = 1.0
+    obs_mask = observed.view(*observed.shape, 1, 1, 1)
+    x_t = frames.clone()
+    x_t[:, num_observed:] = diffusion.q_sample(frames[:, num_observed:], t, noise)
+    kwargs = {"frame_indices": frame_indices, "obs_mask": obs_mask, "latent_mask": 1 - obs_mask, "x0": frames}
+    output = diffusion.run_model(model, x_t, t, kwargs)[:, :, : frames.shape[2]]
+    eps = diffusion.predict_eps_from_xstart(x_t, t, output) if diffusion.predicts_xstart else output
+    return (eps[:, num_observed:] - noise).pow(2).mean(dim=(1, 2, 3, 4))
+
+
+__all__ = ["AUTO_TERM", "choose_term", "latent_eps_mse", "scheme_loss", "stage_inputs"]

@@ -1,20 +1,28 @@
 """Run a sampling scheme over a batch of videos: build each stage's input, sample, write frames back.
 
-Stages that do not depend on each other (no stage observes a frame another generates) run
-together in one batched network call (up to `max_batch` rows). Each (video,
-stage) row draws its noise from its own generator, seeded from (seed, video, stage), so batching
-changes the speed, not the result.
+Fixed stages (a list of Stages) that do not depend on each other (no stage observes a frame another
+generates) run together in one batched network call (up to `max_batch` rows). An adaptive plan
+(flexvid.schemes.AdaptivePlan) runs one stage at a time: just before a stage, each video's observed
+frames are chosen from the frames it has so far, and the stage's rows of all videos share calls. Each
+(video, stage) row draws its noise from its own generator, seeded from (seed, video, stage), so
+batching changes the speed, not the result.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence, Union
 
 import numpy as np
 import torch
 
 from flexvid.errors import SchemeError
+from flexvid.schemes.adaptive import AdaptivePlan
 from flexvid.schemes.stage import Stage
+
+# What `run_stages` runs: fixed stages, or an adaptive scheme's plan.
+Stages = Union[Sequence[Stage], AdaptivePlan]
+# One network-call row: (video position in the batch, stage number, the stage as this video runs it).
+Row = tuple[int, int, Stage]
 
 # sample_fn(model, diffusion, x0, model_kwargs, *, generator) -> Tensor, as in flexvid.diffusion.samplers
 SampleFn = Callable[..., torch.Tensor]
@@ -81,12 +89,33 @@ def stage_inputs(
     return x0, model_kwargs
 
 
+def adaptive_calls(
+    plan: AdaptivePlan, videos: torch.Tensor, max_batch: int, device: torch.device | str
+) -> Iterator[list[Row]]:
+    """The rows of each sampling call of an adaptive plan, stage by stage.
+
+    A stage's observed frames are chosen when its rows are asked for, so the caller must have written
+    the previous stage's frames into `videos` before taking the next call.
+    """
+    observer = plan.observer(device)
+    for number, stage in enumerate(plan):
+        observed = observer.observed(stage, videos)
+        rows = [(b, number, Stage(obs, stage.latent)) for b, obs in enumerate(observed)]
+        yield from (rows[i : i + max_batch] for i in range(0, len(rows), max_batch))
+
+
+def fixed_calls(stages: Sequence[Stage], batch: int, max_batch: int, batch_stages: bool) -> Iterator[list[Row]]:
+    """The rows of each sampling call of fixed stages (see `network_calls`)."""
+    for call in network_calls(stages, batch, max_batch, batch_stages):
+        yield [(b, s, stages[s]) for s, b in call]
+
+
 @torch.no_grad()
 def run_stages(
     model: torch.nn.Module,
     diffusion: object,
     videos: torch.Tensor,
-    stages: Sequence[Stage],
+    stages: Stages,
     sample_fn: SampleFn,
     *,
     seed: int,
@@ -98,23 +127,27 @@ def run_stages(
 ) -> torch.Tensor:
     """Fill in `videos` (B, T, C, H, W) in place, stage by stage, and return it.
 
-    `video_keys` identifies each video for seeding (e.g. its dataset index), so a video's frames do
-    not depend on the batch it is in. `on_rows(n)` is called after each network-call loop with the
-    number of (video, stage) rows it finished, for progress bars.
+    `stages` is a list of Stages or an AdaptivePlan (whose stages always run one at a time, whatever
+    `batch_stages`). `video_keys` identifies each video for seeding (e.g. its dataset index), so a
+    video's frames do not depend on the batch it is in. `on_rows(n)` is called after each network
+    call with the number of (video, stage) rows it finished, for progress bars.
     """
     if len(video_keys) != videos.shape[0]:
         raise SchemeError(f"Got {len(video_keys)} video keys for {videos.shape[0]} videos.")
-    for call in network_calls(stages, videos.shape[0], max_batch, batch_stages):
-        rows = [(b, stages[s]) for s, b in call]
+    if isinstance(stages, AdaptivePlan):
+        calls = adaptive_calls(stages, videos, max_batch, device)
+    else:
+        calls = fixed_calls(stages, videos.shape[0], max_batch, batch_stages)
+    for rows in calls:
         generators = [
-            torch.Generator(device=device).manual_seed(stage_seed(seed, video_keys[b], s)) for s, b in call
+            torch.Generator(device=device).manual_seed(stage_seed(seed, video_keys[b], s)) for b, s, _ in rows
         ]
-        x0, model_kwargs = stage_inputs(videos, rows)
+        x0, model_kwargs = stage_inputs(videos, [(b, stage) for b, _, stage in rows])
         model_kwargs = {k: v.to(device) for k, v in model_kwargs.items()}
         out = sample_fn(model, diffusion, x0.to(device), model_kwargs, generator=generators)
         out = out.to(videos.device, videos.dtype)
-        for row, (b, stage) in enumerate(rows):
+        for row, (b, _, stage) in enumerate(rows):
             videos[b, list(stage.latent)] = out[row, len(stage.obs) :]
         if on_rows is not None:
-            on_rows(len(call))
+            on_rows(len(rows))
     return videos

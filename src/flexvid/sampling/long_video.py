@@ -13,11 +13,10 @@ from typing import Callable, Sequence
 import torch
 
 from flexvid.errors import SchemeError
-from flexvid.sampling.engine import SampleFn, run_stages, stage_seed
-from flexvid.schemes.stage import Stage
+from flexvid.sampling.engine import SampleFn, Stages, run_stages, stage_seed
 
-# make_stages(video_length, num_observed_frames) -> the validated stage list for one chunk
-MakeStages = Callable[[int, int], Sequence[Stage]]
+# make_stages(video_length, num_observed_frames) -> the validated stages (or adaptive plan) of one chunk
+MakeStages = Callable[[int, int], Stages]
 
 
 def chunk_plan(total_length: int, n_obs: int, chunk_length: int, context: int) -> list[tuple[int, int, int]]:

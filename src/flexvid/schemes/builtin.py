@@ -76,6 +76,7 @@ class Hierarchy(SamplingScheme):
         super().__init__(video_length, num_observed_frames, max_frames, step_size)
         self.level = 1
         self.last_sampled = self.video_length - 1
+        self.stage_step = step_size  # frames the latest stage was allowed to generate (less when it shrank)
 
     def unconditional_latents(self) -> Sequence[int]:
         # Spread over the whole video; with K > T the repeats collapse and one stage covers it all.
@@ -131,6 +132,7 @@ class Hierarchy(SamplingScheme):
         else:
             obs += [i for i in range(min(latent) - 1, -1, -1) if i in self.done][:before]
         self.last_sampled = max(latent)
+        self.stage_step = step
         return obs, latent
 
     def _level_one_latents(self, step: int) -> list[int]:

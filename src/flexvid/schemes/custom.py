@@ -20,11 +20,12 @@ import yaml
 
 from flexvid.errors import SchemeError
 from flexvid.schemes.base import SamplingScheme
-from flexvid.schemes.registry import create_scheme
+from flexvid.schemes.registry import AnyScheme, create_scheme
 from flexvid.schemes.stage import Stage
 from flexvid.schemes.validate import validate_stages
 
 PARAMETERS = ("video_length", "num_observed_frames", "max_frames", "step_size")
+FILE_OPTIONS = ("schedule", "alexnet")  # scheme options naming a file, read relative to the YAML file
 
 
 class ExplicitStages(SamplingScheme):
@@ -91,7 +92,7 @@ def load_scheme_yaml(
     num_observed_frames: int | None = None,
     max_frames: int | None = None,
     step_size: int | None = None,
-) -> SamplingScheme:
+) -> AnyScheme:
     """Build the scheme a YAML file describes (explicit stages or a registered scheme with parameters)."""
     path = Path(path)
     content = _read_yaml(path)
@@ -114,6 +115,7 @@ def load_scheme_yaml(
         raise SchemeError(f"Scheme file {path}: 'scheme' must be the name of a registered scheme, got {name!r}.")
     params = _merge_parameters(path, content, requested, PARAMETERS)
     options = {key: value for key, value in content.items() if key not in {"scheme", *PARAMETERS}}
-    if isinstance(options.get("schedule"), str):
-        options["schedule"] = str(path.parent / options["schedule"])  # relative to the YAML file
+    for option in FILE_OPTIONS:
+        if isinstance(options.get(option), str):
+            options[option] = str(path.parent / Path(options[option]).expanduser())  # relative to the YAML file
     return create_scheme(name, **params, **options)

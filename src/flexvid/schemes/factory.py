@@ -1,4 +1,7 @@
-"""Build a scheme from a registered name or a YAML file, and plan its validated stages."""
+"""Build a scheme from a registered name or a YAML file, and plan its validated stages.
+
+A plan is a list of Stages for a SamplingScheme, or an AdaptivePlan for an AdaptiveScheme (fixed latent
+frames, observed frames chosen per video while sampling); the sampling engine runs either."""
 
 from __future__ import annotations
 
@@ -6,9 +9,9 @@ import os
 from typing import Any
 
 from flexvid.errors import SchemeError
-from flexvid.schemes.base import SamplingScheme
+from flexvid.schemes.adaptive import AdaptivePlan, AdaptiveScheme
 from flexvid.schemes.custom import load_scheme_yaml
-from flexvid.schemes.registry import create_scheme
+from flexvid.schemes.registry import AnyScheme, create_scheme
 from flexvid.schemes.stage import Stage
 from flexvid.schemes.validate import plan_stages
 
@@ -25,7 +28,7 @@ def get_scheme(
     max_frames: int | None = None,
     step_size: int | None = None,
     **options: Any,
-) -> SamplingScheme:
+) -> AnyScheme:
     """A fresh scheme: `name` is a registered name or a .yaml file; `options` go to the scheme
     (e.g. `schedule=` and `base=` for `optimized`)."""
     params = {"video_length": video_length, "num_observed_frames": num_observed_frames,
@@ -37,6 +40,8 @@ def get_scheme(
     return create_scheme(str(name), **params, **options)
 
 
-def scheme_stages(name: str | os.PathLike, **parameters: Any) -> list[Stage]:
-    """All stages of a scheme, validated before any network call; `parameters` as for get_scheme."""
-    return plan_stages(get_scheme(name, **parameters))
+def scheme_stages(name: str | os.PathLike, **parameters: Any) -> list[Stage] | AdaptivePlan:
+    """All stages of a scheme, validated before any network call (an adaptive scheme's with its LPIPS
+    network loaded, so missing weights fail here); `parameters` as for get_scheme."""
+    scheme = get_scheme(name, **parameters)
+    return scheme.plan() if isinstance(scheme, AdaptiveScheme) else plan_stages(scheme)

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence, Union
 import torch
 
 from flexvid.errors import SchemeError
+from flexvid.files import atomic_write, atomic_write_json
 from flexvid.schemes.base import SamplingScheme
 from flexvid.schemes.registry import register_scheme, scheme_class
 from flexvid.schemes.stage import Stage
@@ -39,6 +40,17 @@ def _read_schedule_file(path: Path) -> Any:
         raise SchemeError(
             f"Schedule file {path} cannot be read as a torch file ({type(err).__name__}); save it with torch.save or as .json."
         ) from None
+
+
+def save_schedule(path: str | os.PathLike, schedule: Mapping[int, Sequence[int]]) -> Path:
+    """Write a schedule atomically as .pt (torch.save of {stage: [frames]}, the reference's form) or .json."""
+    path = Path(path)
+    plain = {int(stage): [int(i) for i in frames] for stage, frames in sorted(schedule.items())}
+    if path.suffix == ".json":
+        return atomic_write_json(path, {str(stage): frames for stage, frames in plain.items()})
+    if path.suffix == ".pt":
+        return atomic_write(path, lambda temp: torch.save(plain, temp))
+    raise SchemeError(f"Cannot write a schedule to {path}: use a .pt or .json file name.")
 
 
 def load_schedule(source: ScheduleSource) -> Schedule:
@@ -74,9 +86,12 @@ class Optimized(SamplingScheme):
         schedule: ScheduleSource,
         base: str = "autoreg",
     ) -> None:
-        if base == self.name:
-            raise SchemeError("The optimized scheme needs another scheme as its base (e.g. autoreg or hierarchy-2).")
-        self.base = scheme_class(base)(video_length, num_observed_frames, max_frames, step_size)
+        base_class = scheme_class(base)
+        if base == self.name or not issubclass(base_class, SamplingScheme):
+            raise SchemeError(
+                f"The optimized scheme needs a scheme with fixed stages as its base (e.g. autoreg or hierarchy-2), not {base}."
+            )
+        self.base = base_class(video_length, num_observed_frames, max_frames, step_size)
         self.schedule_source = schedule if isinstance(schedule, (str, os.PathLike)) else "<mapping>"
         self.schedule = load_schedule(schedule)
         super().__init__(video_length, num_observed_frames, max_frames, step_size)

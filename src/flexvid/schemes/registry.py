@@ -1,16 +1,21 @@
-"""The registry of sampling schemes by name; user schemes join it with `@register_scheme("name")`."""
+"""The registry of sampling schemes by name; user schemes join it with `@register_scheme("name")`.
+
+A scheme class is a SamplingScheme (its stages are fixed before sampling) or an AdaptiveScheme (each
+stage's observed frames are chosen per video from the frames made so far)."""
 
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, TypeVar, Union
 
 from flexvid.errors import SchemeError
+from flexvid.schemes.adaptive import AdaptiveScheme
 from flexvid.schemes.base import SamplingScheme
 
-SchemeClass = TypeVar("SchemeClass", bound=type[SamplingScheme])
+AnyScheme = Union[SamplingScheme, AdaptiveScheme]
+SchemeClass = TypeVar("SchemeClass", bound=type[AnyScheme])
 
-_SCHEMES: dict[str, type[SamplingScheme]] = {}
+_SCHEMES: dict[str, type[AnyScheme]] = {}
 
 
 def register_scheme(name: str) -> Callable[[SchemeClass], SchemeClass]:
@@ -19,8 +24,8 @@ def register_scheme(name: str) -> Callable[[SchemeClass], SchemeClass]:
         raise SchemeError(f"A scheme name must be a non-empty string not ending in .yaml, got {name!r}.")
 
     def register(cls: SchemeClass) -> SchemeClass:
-        if not (isinstance(cls, type) and issubclass(cls, SamplingScheme)):
-            raise SchemeError(f"register_scheme({name!r}) needs a SamplingScheme subclass, got {cls!r}.")
+        if not (isinstance(cls, type) and issubclass(cls, (SamplingScheme, AdaptiveScheme))):
+            raise SchemeError(f"register_scheme({name!r}) needs a SamplingScheme or AdaptiveScheme subclass, got {cls!r}.")
         known = _SCHEMES.get(name)
         if known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
             raise SchemeError(f"A sampling scheme named '{name}' is already registered ({known.__qualname__}); pick another name.")
@@ -36,7 +41,7 @@ def scheme_names() -> list[str]:
     return list(_SCHEMES)
 
 
-def scheme_class(name: str) -> type[SamplingScheme]:
+def scheme_class(name: str) -> type[AnyScheme]:
     """The class registered under `name`, or a SchemeError listing the known names."""
     if name not in _SCHEMES:
         raise SchemeError(
@@ -46,7 +51,7 @@ def scheme_class(name: str) -> type[SamplingScheme]:
     return _SCHEMES[name]
 
 
-def create_scheme(name: str, **arguments: Any) -> SamplingScheme:
+def create_scheme(name: str, **arguments: Any) -> AnyScheme:
     """An instance of the scheme registered under `name`; wrong or missing arguments are a SchemeError."""
     cls = scheme_class(name)
     missing = [key for key in ("video_length", "num_observed_frames", "max_frames", "step_size") if arguments.get(key) is None]

@@ -15,6 +15,7 @@ import os
 import random
 import re
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -180,7 +181,11 @@ def verify_checkpoint(path: str | Path) -> None:
             raise CheckpointError(f"Checkpoint {path} has a corrupt {name} (its checksum does not match).")
 
 
-def latest_valid_checkpoint(run_dir: str | Path, warn: Callable[[str], None] = print) -> Path:
+def _warn_on_stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def latest_valid_checkpoint(run_dir: str | Path, warn: Callable[[str], None] = _warn_on_stderr) -> Path:
     """The newest checkpoint that passes `verify_checkpoint`; broken newer ones are reported via `warn`."""
     checkpoints = list_checkpoints(run_dir)
     if not checkpoints:

@@ -38,6 +38,7 @@ class TrainConfig:
     task_distribution: str = "fdm"  # training tasks: fdm (the paper's) | uniform | autoregressive
     pad_with_random_frames: bool = True  # fill short examples to K with frames of another video
     observed_share: float | None = None  # share of tasks with observed frames (None: the distribution's own)
+    init_from: str | None = None  # start from these weights (checkpoint dir or .safetensors): fine-tuning
     seed: int = 0
     max_steps: int = 10000
     log_interval: int = 10

@@ -12,8 +12,9 @@ import secrets
 import sys
 import time
 import warnings
+from collections import deque
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 import numpy as np
 
@@ -144,7 +145,14 @@ def _format_duration(seconds: float) -> str:
 
 
 class Progress:
-    """A tqdm bar (steps/s, loss, ETA) on a terminal; plain periodic lines otherwise."""
+    """A tqdm bar (steps/s, loss, ETA) on a terminal; plain periodic lines otherwise.
+
+    A plain line's steps/s and ETA come from the last RATE_WINDOW_S seconds of reports (always at
+    least the report before), so a slow patch such as a checkpoint or sample stops weighing on them
+    once it is that far behind; tqdm's bar smooths its own rate over recent updates.
+    """
+
+    RATE_WINDOW_S = 60.0
 
     def __init__(
         self,
@@ -154,13 +162,14 @@ class Progress:
         enabled: bool = True,
         interval: int = 10,
         stream: TextIO | None = None,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.total = total_steps
-        self.start = start_step
         self.enabled = enabled
         self.interval = max(1, interval)
         self.stream = stream if stream is not None else sys.stderr
-        self._t0 = time.perf_counter()
+        self._clock = clock
+        self._reports: deque[tuple[float, int]] = deque([(clock(), start_step)])
         self._bar = None
         if enabled and hasattr(self.stream, "isatty") and self.stream.isatty():
             from tqdm import tqdm
@@ -179,14 +188,22 @@ class Progress:
             return
         if step % self.interval and step != self.total:
             return
-        elapsed = time.perf_counter() - self._t0
-        rate = (step - self.start) / elapsed if elapsed > 0 else float("nan")
+        rate = self._recent_rate(step)
         eta = (self.total - step) / rate if rate > 0 else float("inf")
         print(
             f"step {step}/{self.total}  loss {loss:.4f}  {rate:.2f} steps/s  ETA {_format_duration(eta)}",
             file=self.stream,
             flush=True,
         )
+
+    def _recent_rate(self, step: int) -> float:
+        """Steps per second since the oldest report within RATE_WINDOW_S, then record this report."""
+        now = self._clock()
+        while len(self._reports) > 1 and now - self._reports[1][0] >= self.RATE_WINDOW_S:
+            self._reports.popleft()
+        then, then_step = self._reports[0]
+        self._reports.append((now, step))
+        return (step - then_step) / (now - then) if now > then else float("nan")
 
     def write(self, message: str) -> None:
         """A message that does not break the progress bar."""

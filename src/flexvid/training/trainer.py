@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from flexvid.checkpoint import check_state_dict
+from flexvid.checkpoint import check_state_dict, load_weights
 from flexvid.data.base import VideoDataset, build_dataset
 from flexvid.data.loader import make_train_loader, per_process_batch, shutdown_workers
 from flexvid.data.tasks import build_example
@@ -105,6 +105,8 @@ class Trainer:
         config.model.in_channels = self.dataset.channels
 
         self.model = UNetVideo(config.model).to(self.device)
+        if resume_from is None and train.init_from is not None:
+            self._initialise_from(Path(train.init_from))
         self.diffusion = build_diffusion(config.diffusion)
         self.schedule_sampler = create_named_schedule_sampler(train.schedule_sampler, self.diffusion)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
@@ -151,6 +153,12 @@ class Trainer:
                 f"{data.max_frames}; lower --max_frames or use longer videos."
             )
         return dataset
+
+    def _initialise_from(self, weights: Path) -> None:
+        """Start from another model's weights (its EMA weights where it has them); the optimiser starts fresh."""
+        state_dict, _ = load_weights(weights, device=self.device, use_ema=True)
+        check_state_dict(self.model, state_dict, f"{weights} (given as init_from)")
+        self.model.load_state_dict(state_dict)
 
     def _restore(self, checkpoint: Path) -> None:
         """Load weights, EMA, optimizer, scaler, sampler history and RNG states from `checkpoint`."""

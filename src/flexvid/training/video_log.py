@@ -1,7 +1,7 @@
 """Sample videos logged during training: a grid animation saved as GIF and MP4 and sent to the loggers.
 
 Each animation frame shows, per validation video, the real frame (top) above the model's frame
-(bottom); a green border marks observed frames, red marks frames the model generated.
+(bottom), outlined in flexvid's colours (video_io): ground truth grey, observed red, generated blue.
 """
 
 from __future__ import annotations
@@ -12,19 +12,23 @@ import numpy as np
 import torch
 
 from flexvid.training.logging import RunLogger
-from flexvid.video_io import to_uint8_frames, write_gif, write_mp4
+from flexvid.video_io import (
+    GENERATED_COLOUR,
+    OBSERVED_COLOUR,
+    TRUTH_COLOUR,
+    to_uint8_frames,
+    write_gif,
+    write_mp4,
+)
 
-OBSERVED_COLOR = (0, 200, 0)
-GENERATED_COLOR = (220, 0, 0)
 BORDER = 2
 
 
-def _with_border(frames: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    """(K, H, W, 3) -> (K, H + 2B, W + 2B, 3) with a colour per frame: observed or generated."""
+def _with_border(frames: np.ndarray, colours: np.ndarray) -> np.ndarray:
+    """(K, H, W, 3) -> (K, H + 2B, W + 2B, 3) with a border of each frame's colour ((K, 3) or (3,))."""
     K, H, W, _ = frames.shape
     out = np.empty((K, H + 2 * BORDER, W + 2 * BORDER, 3), dtype=np.uint8)
-    colors = np.where(observed[:, None], OBSERVED_COLOR, GENERATED_COLOR).astype(np.uint8)
-    out[:] = colors[:, None, None, :]
+    out[:] = np.broadcast_to(np.asarray(colours, dtype=np.uint8), (K, 3))[:, None, None, :]
     out[:, BORDER : BORDER + H, BORDER : BORDER + W] = frames
     return out
 
@@ -34,8 +38,10 @@ def sample_grid(truth: torch.Tensor, samples: torch.Tensor, obs_mask: torch.Tens
     columns = []
     for b in range(truth.shape[0]):
         observed = obs_mask[b].flatten().cpu().numpy() > 0.5
-        real = _with_border(to_uint8_frames(truth[b]), np.ones_like(observed))
-        generated = _with_border(to_uint8_frames(samples[b]), observed)
+        real = _with_border(to_uint8_frames(truth[b]), np.array(TRUTH_COLOUR))
+        generated = _with_border(
+            to_uint8_frames(samples[b]), np.where(observed[:, None], OBSERVED_COLOUR, GENERATED_COLOUR)
+        )
         columns.append(np.concatenate([real, generated], axis=1))
     return np.concatenate(columns, axis=2)
 
