@@ -274,3 +274,15 @@ def test_flexvid_sample_without_weights_fails_in_one_sentence(sampling_checkpoin
 @pytest.fixture(scope="module")
 def sampling_checkpoint(tmp_path_factory):
     return train_tiny_model(tmp_path_factory.mktemp("trained"))
+
+
+def test_metrics_loss_refuses_an_adaptive_scheme_in_one_line(sampling_checkpoint, alexnet_file, tmp_path, capsys):
+    """The scheme loss needs fixed stages: an adaptive folder gets a sentence, not a traceback."""
+    scheme = tmp_path / "adaptive.yaml"
+    scheme.write_text(f"scheme: adaptive-hierarchy-2\nalexnet: {alexnet_file}\n")
+    eval_dir = tmp_path / "eval"
+    assert run_cli("sample", str(sampling_checkpoint), "--sampling_scheme", str(scheme), "--n_obs", "2", "--T", "10",
+                   "--steps", "2", "--stop_index", "1", "--batch_size", "1", "--eval_dir", str(eval_dir)) == 0
+    capsys.readouterr()
+    assert run_cli("metrics", str(eval_dir), "--no_lpips", "--loss", str(sampling_checkpoint)) == 2
+    assert "--loss needs fixed stages" in capsys.readouterr().err

@@ -14,7 +14,7 @@ from flexvid.data.loader import (
     _LOAD_STREAM,
     StepBatchSampler,
     TrainingExamples,
-    _seeded_global_rngs,
+    seeded_global_rngs,
     collate_examples,
     make_train_loader,
 )
@@ -202,13 +202,13 @@ def whole_clip_example(examples: TrainingExamples, g: int) -> dict[str, torch.Te
     """Example g built the straightforward way: load whole clips, then pick the task's frames."""
     dataset, seed = examples.dataset, examples.seed
     rng = np.random.default_rng([seed, _EXAMPLE_STREAM, g])
-    with _seeded_global_rngs([seed, _LOAD_STREAM, g, 0]):
+    with seeded_global_rngs([seed, _LOAD_STREAM, g, 0]):
         video = dataset[examples.video_index(g)][0]
     task = sample_task(video.shape[0], examples.max_frames, examples.distribution, rng)
     pad_video = None
     if examples.pad_with_random_frames and len(task[0]) + len(task[1]) < examples.max_frames:
         pad_index = examples.pad_video_index(g, rng)
-        with _seeded_global_rngs([seed, _LOAD_STREAM, g, 1]):
+        with seeded_global_rngs([seed, _LOAD_STREAM, g, 1]):
             pad_video = dataset[pad_index][0]
     return build_example(video, task, examples.max_frames, rng, pad_video=pad_video)
 
@@ -282,9 +282,9 @@ def test_global_rngs_are_seeded_per_example_and_restored():
     torch.manual_seed(0)
     expected_next = torch.rand(1)
     torch.manual_seed(0)
-    with _seeded_global_rngs([1, 2]):
+    with seeded_global_rngs([1, 2]):
         first = (torch.rand(1), np.random.rand())
-    with _seeded_global_rngs([1, 2]):
+    with seeded_global_rngs([1, 2]):
         assert (torch.rand(1), np.random.rand()) == first
     assert torch.equal(torch.rand(1), expected_next)
 

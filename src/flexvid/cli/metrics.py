@@ -75,15 +75,20 @@ def _scheme_loss(args: argparse.Namespace, settings: EvalSettings, truth: Ground
     from flexvid.eval.scheme_loss import scheme_loss
     from flexvid.schemes import scheme_stages
 
-    pretrained = load_pretrained(args.loss, device=args.device)
+    from flexvid.schemes.adaptive import AdaptivePlan
+
     step_size = settings.extra.get("max_latent_frames") or settings.max_frames // 2
-    stages = [
-        (list(obs), list(latent))
-        for obs, latent in scheme_stages(
-            settings.sampling_scheme, video_length=settings.T, num_observed_frames=settings.n_obs,
-            max_frames=settings.max_frames, step_size=step_size,
+    plan = scheme_stages(
+        settings.sampling_scheme, video_length=settings.T, num_observed_frames=settings.n_obs,
+        max_frames=settings.max_frames, step_size=step_size,
+    )
+    if isinstance(plan, AdaptivePlan):
+        raise ConfigError(
+            f"--loss needs fixed stages, but {settings.sampling_scheme} picks its observed frames per sample; "
+            "compute the loss of its base scheme instead."
         )
-    ]
+    pretrained = load_pretrained(args.loss, device=args.device)
+    stages = [(list(obs), list(latent)) for obs, latent in plan]
     generator = torch.Generator().manual_seed(args.seed)
     totals = []
     for index in tqdm(range(num_videos), desc="scheme loss", unit="video"):

@@ -134,11 +134,13 @@ def _optimize(args: argparse.Namespace) -> int:
         partial_path, write_schedule,
     )
 
+    from flexvid.sampling.generate import trained_max_frames
+
     out = check_output(args.out)
     pretrained = load_pretrained(args.checkpoint, device=args.device)
     config = pretrained.config
     data = config.get("data", {})
-    max_frames = args.max_frames or data.get("max_frames") or config["model"]["max_frames"]
+    max_frames = args.max_frames or trained_max_frames(config)
     settings = OptimizeSettings(
         base=args.base, video_length=args.T, num_observed_frames=args.n_obs, max_frames=max_frames,
         step_size=args.max_latent_frames or max_frames // 2, num_videos=args.num_videos,

@@ -119,7 +119,7 @@ class TrainingExamples(Dataset):
     def _load(self, index: int, example: int, which: int, positions: np.ndarray) -> torch.Tensor:
         """Frames `positions` of video `index`, loaded with the global RNGs seeded from (seed, example, which),
         so its random window and crops repeat exactly."""
-        with _seeded_global_rngs([self.seed, _LOAD_STREAM, example, which]):
+        with seeded_global_rngs([self.seed, _LOAD_STREAM, example, which]):
             frames, _info = self.dataset.clip(index, positions)
         if frames.ndim != 4 or frames.shape[0] != len(positions):
             raise DatasetError(
@@ -218,7 +218,7 @@ def per_process_batch(global_batch_size: int, world_size: int) -> int:
 
 
 @contextlib.contextmanager
-def _seeded_global_rngs(entropy: list[int]) -> Iterator[None]:
+def seeded_global_rngs(entropy: list[int]) -> Iterator[None]:
     """Seed Python's, NumPy's and torch's global RNGs from `entropy` inside the block, then restore them."""
     words = np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint32)
     python_state, numpy_state = random.getstate(), np.random.get_state()

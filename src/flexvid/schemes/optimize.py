@@ -309,13 +309,13 @@ def write_schedule(out: str | Path, results: dict[int, StageResult], settings: O
 def load_training_videos(dataset: Any, count: int, seed: int = 0) -> Tensor:
     """The first `count` videos of a training split as uint8 (count, T, C, H, W), each drawn with the
     global RNGs seeded from (seed, index) so a rerun sees the same windows."""
-    from flexvid.data.loader import _seeded_global_rngs
+    from flexvid.data.loader import seeded_global_rngs
 
     if not getattr(dataset, "infinite", False) and len(dataset) < count:
         raise DatasetError(f"The training split has {len(dataset)} videos, fewer than --num_videos {count}; lower --num_videos.")
     videos = []
     for index in range(count):
-        with _seeded_global_rngs([seed, index]):
+        with seeded_global_rngs([seed, index]):
             video = dataset[index][0]
         videos.append(torch.from_numpy(to_uint8(video)))
     return torch.stack(videos)
