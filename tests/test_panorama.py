@@ -75,6 +75,33 @@ def test_revisit_mask_on_a_hand_made_path() -> None:
     assert not revisit_mask(view_x, view_width=4, max_frames=10).any()
 
 
+def test_revisit_mask_on_a_slow_pan_counts_columns_that_came_back() -> None:
+    # An 8-pixel view panning 2 pixels per frame over a 16-pixel scene, reflecting at x = 8 (frame 4).
+    view_x = view_positions(start=0, speed=2, free_range=8, length=11)
+    assert view_x.tolist() == [0, 2, 4, 6, 8, 6, 4, 2, 0, 2, 4]
+    revisit = revisit_mask(view_x, view_width=8, max_frames=3)
+    # Frame 5 brings back columns 6-7, out of view for 2 frames only. Frame 6 brings back 4-5 (last
+    # seen at frame 2: 4 > K frames): a quarter of the view. Frames 7 and 8 add 2-3 and 0-1 and keep
+    # 4-5. Frame 9 brings back 8-9 after 2 frames but still shows 2-5; frame 10 brings back 10-11
+    # (out of view since frame 6) beside 4-5.
+    assert revisit.tolist() == [False] * 6 + [True] * 5
+    # Each frame alone has at most 2 of 8 columns stale: the share of columns that came back and
+    # stayed is what makes frames 7-10 revisits.
+    assert not revisit_mask(view_x, view_width=8, max_frames=8).any()
+
+
+def test_default_panorama_marks_revisits_only_after_the_view_turns_back() -> None:
+    dataset = build_dataset("panorama", "test", T=64)
+    for index in range(4):
+        view_x = dataset[index][1]["view_x"].numpy()
+        revisit = revisit_mask(view_x, view_width=32, max_frames=8)
+        assert revisit.any()
+        turns = np.flatnonzero(np.diff(np.sign(np.diff(view_x))) != 0) + 1  # frames where the pan reverses
+        first = int(np.flatnonzero(revisit)[0])
+        # The view must turn back first, and the content it returns to must have left more than K frames ago.
+        assert turns.size and first > turns[0] + 4
+
+
 def test_bad_options_are_one_sentence_errors() -> None:
     with pytest.raises(DatasetError, match="split"):
         build_dataset("panorama", "valid", T=10)

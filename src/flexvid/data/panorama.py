@@ -36,7 +36,7 @@ SCENE_WIDTH_FACTOR = 2  # scene width in frame widths
 SPEED_FRACTION = 16
 NUM_TEST_VIDEOS = 1000
 SPLIT_CODES = {"train": 0, "test": 1}
-# A frame is a revisit when at least this share of its columns were seen before but not in its K predecessors.
+# A frame is a revisit when at least this share of its columns came back after more than K frames out of view.
 REVISIT_MIN_SHARE = 0.25
 
 
@@ -72,20 +72,27 @@ def draw_scene(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
 
 
 def revisit_mask(view_x: np.ndarray, view_width: int, max_frames: int) -> np.ndarray:
-    """(T,) bool: frames at least a quarter of whose columns were seen earlier, but not in the K frames before.
+    """(T,) bool: frames at least a quarter of whose columns came back from more than K frames ago.
 
-    These frames can be right only if the model remembers content that left the picture more than
-    K = `max_frames` frames ago; a model limited to its last K frames must invent it.
+    A column *comes back* when it enters the view having been out of it for more than K =
+    `max_frames` frames (and seen before that); it stays a come-back column while it stays in view.
+    Such content can be right only if the model remembers what left the picture more than K frames
+    ago: a model limited to its last K frames must invent it when it enters, and then keeps what it
+    invented. Counting only columns that are stale at this very frame would miss slow pans, where
+    each frame brings in a few columns and the rest were shown a frame before.
     """
     view_x = np.asarray(view_x, dtype=np.int64)
     scene_width = int(view_x.max()) + view_width
     last_seen = np.full(scene_width, -(10**9), dtype=np.int64)
+    came_back = np.zeros(scene_width, dtype=bool)
     revisit = np.zeros(len(view_x), dtype=bool)
     for t, left in enumerate(view_x.tolist()):
-        seen = last_seen[left : left + view_width]
-        stale = (seen >= 0) & (t - seen > max_frames)
-        revisit[t] = stale.mean() >= REVISIT_MIN_SHARE
-        last_seen[left : left + view_width] = t
+        view = slice(left, left + view_width)
+        seen = last_seen[view]
+        entering = seen != t - 1
+        came_back[view] = np.where(entering, (seen >= 0) & (t - seen > max_frames), came_back[view])
+        revisit[t] = came_back[view].mean() >= REVISIT_MIN_SHARE
+        last_seen[view] = t
     return revisit
 
 
