@@ -286,3 +286,22 @@ def test_metrics_loss_refuses_an_adaptive_scheme_in_one_line(sampling_checkpoint
     capsys.readouterr()
     assert run_cli("metrics", str(eval_dir), "--no_lpips", "--loss", str(sampling_checkpoint)) == 2
     assert "--loss needs fixed stages" in capsys.readouterr().err
+
+
+def test_identity_names_the_adaptive_schemes_weights(sampling_checkpoint, tmp_path, capsys):
+    """Other AlexNet weights choose other observed frames: a folder made with one file refuses the other,
+    even under the same file name and scheme file."""
+    weights = tmp_path / "alexnet.pth"
+    scheme = tmp_path / "adaptive.yaml"
+    scheme.write_text(f"scheme: adaptive-autoreg\nalexnet: {weights}\n")
+    eval_dir = tmp_path / "eval"
+    for seed, expected in ((0, 0), (1, 2)):
+        torch.manual_seed(seed)
+        torch.save(AlexNetFeatures().state_dict(), weights)
+        lpips_selection._cached_lpips.cache_clear()
+        code = run_cli("sample", str(sampling_checkpoint), "--sampling_scheme", str(scheme), "--n_obs", "2",
+                       "--T", "8", "--steps", "2", "--stop_index", "1", "--eval_dir", str(eval_dir))
+        assert code == expected
+    assert "scheme_weights" in capsys.readouterr().err
+    identity = json.loads((eval_dir / "settings.json").read_text())["identity"]
+    assert identity["scheme_weights"]["backbone"]["file"] == weights.name

@@ -328,6 +328,8 @@ def test_example_scheme_files_are_valid(request):
         ("scheme: spiral\nvideo_length: 9\nnum_observed_frames: 1\nmax_frames: 4\nstep_size: 2\n", "Unknown sampling scheme"),
         ("scheme: autoreg\nvideo_length: 9\nnum_observed_frames: 1\nmax_frames: 4\nstep_size: 2\nlevels: 3\n", "cannot take"),
         ("scheme: autoreg\nvideo_length: ten\nnum_observed_frames: 1\nmax_frames: 4\nstep_size: 2\n", "must be an integer"),
+        ("scheme: autoreg\nvideo_length: '24'\nnum_observed_frames: 1\nmax_frames: 4\nstep_size: 2\n",
+         r"sets video_length to '24'; it must be an integer, written without quotes"),
     ],
 )
 def test_bad_yaml_files(tmp_path, text, match):
@@ -361,6 +363,25 @@ def test_png_colours_follow_stages(tmp_path):
             found.add(kind)
         done |= set(stage.latent)
     assert found == set(COLOURS)
+
+
+def test_png_of_a_very_long_video_is_capped_and_shares_cells(tmp_path):
+    from flexvid.schemes.visualise import MAX_ROWS, MAX_WIDTH
+
+    T = 32_000
+    stages = stages_of("autoreg", T, 36, 20, 10)
+    image = Image.open(render_scheme_png(stages, T, tmp_path / "long.png")).convert("RGB")
+    assert image.width <= MAX_WIDTH + 16 and image.height <= 3 * MAX_ROWS + 60
+    # A cell holds 22 frames and 16 stages. Stages 0-15 observe frames from 26 on and generate frames
+    # from 36 on, so the second cell of the first row (frames 22-43) shows red; the last column's first
+    # row holds only frames not generated yet, and the first cell of the last row only unused frames.
+    frames_per_cell, stages_per_row = -(-T // MAX_WIDTH), -(-len(stages) // MAX_ROWS)
+    columns = -(-T // frames_per_cell)
+    margin, cell_w, cell_h = 8, 1, 3
+    assert image.getpixel((margin + 1 * cell_w, margin + 1)) == COLOURS["latent"]  # frames 22-43
+    assert image.getpixel((margin + (columns - 1) * cell_w, margin + 1)) == COLOURS["untouched"]
+    last_row = margin + (-(-len(stages) // stages_per_row) - 1) * cell_h + 1
+    assert image.getpixel((margin, last_row)) == COLOURS["done"]
 
 
 # ---- `flexvid schemes` ----

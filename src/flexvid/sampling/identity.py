@@ -18,7 +18,7 @@ import torch
 from flexvid.checkpoint import Pretrained
 from flexvid.errors import ConfigError
 from flexvid.files import sha256_of
-from flexvid.schemes import is_scheme_file
+from flexvid.schemes import AdaptivePlan, is_scheme_file
 
 if TYPE_CHECKING:
     from flexvid.sampling.generate import VideoGenerator
@@ -51,6 +51,7 @@ def generation_identity(
         "checkpoint_sha256": checkpoint_sha256,
         "sampling_scheme": Path(scheme).name if is_scheme_file(scheme) else scheme,
         "scheme_file_sha256": sha256_of(scheme) if is_scheme_file(scheme) else None,
+        "scheme_weights": scheme_weights(generator),
         "n_obs": generator.n_obs,
         "T": generator.T,
         "max_frames": generator.max_frames,
@@ -68,6 +69,15 @@ def generation_identity(
         "data_dir": str(Path(data_dir).resolve()) if conditional and data_dir is not None else None,
     }
     return json.loads(json.dumps(identity))
+
+
+def scheme_weights(generator: VideoGenerator) -> dict[str, Any] | None:
+    """Provenance (file names, SHA-256s) of the network an adaptive scheme chooses frames with; None for
+    static schemes. Other weights choose other frames, so they belong to the identity."""
+    for stages in generator.stages_by_shape.values():
+        if isinstance(stages, AdaptivePlan):
+            return dict(stages.weights)
+    return None
 
 
 def checkpoint_label(checkpoint: str) -> str:

@@ -25,7 +25,7 @@ class _NextFramesScheme(SamplingScheme):
     """Schemes that generate the `step_size` frames right after the last done frame."""
 
     def next_frames(self) -> range:
-        first = max(self.done) + 1
+        first = self.done_sorted[-1] + 1
         return range(first, min(first + self.step_size, self.video_length))
 
 
@@ -34,7 +34,7 @@ class Autoregressive(_NextFramesScheme):
     description = "next frames, conditioned on the latest frames"
 
     def choose_stage(self) -> tuple[Sequence[int], Sequence[int]]:
-        return sorted(self.done)[-(self.max_frames - self.step_size):], self.next_frames()
+        return self.done_sorted[-(self.max_frames - self.step_size):], self.next_frames()
 
 
 @register_scheme("long-range")
@@ -51,7 +51,7 @@ class LongRange(_NextFramesScheme):
 
     def choose_stage(self) -> tuple[Sequence[int], Sequence[int]]:
         slots = self.max_frames - self.step_size
-        chosen = set(sorted(self.done)[-(slots // 2):])
+        chosen = set(self.done_sorted[-(slots // 2):])
         for frame in sorted(self.given_frames, reverse=True):
             chosen.add(frame)
             if len(chosen) == slots:
@@ -108,7 +108,7 @@ class Hierarchy(SamplingScheme):
             self.level = 1
             self.last_sampled = max(self.given_frames)
         start = self.last_sampled + self.spacing(step)
-        if all(i in self.done for i in range(start, self.video_length)):
+        if len(self.done_between(start, self.video_length)) >= self.video_length - start:
             # Nothing left after this point: go one level finer and restart from the first gap.
             self.level += 1
             self.last_sampled = 0
@@ -122,15 +122,15 @@ class Hierarchy(SamplingScheme):
                 "levels, a longer video or another step_size."
             )
         slots = self.max_frames - step
-        obs = [i for i in range(min(latent), max(latent)) if i in self.done]
+        obs = self.done_between(min(latent), max(latent))
         if slots - len(obs) < 2:
             return self._choose(step - 1)
-        obs += [i for i in range(max(latent) + 1, self.video_length) if i in self.done][: (slots - len(obs)) // 2]
+        obs += self.done_between(max(latent) + 1, self.video_length)[: (slots - len(obs)) // 2]
         before = slots - len(obs)
         if self.level == 1:
             obs += [int(i) for i in np.linspace(0, max(self.given_frames) + 0.999, before).astype(np.int32)]
         else:
-            obs += [i for i in range(min(latent) - 1, -1, -1) if i in self.done][:before]
+            obs += self.done_between(0, min(latent))[::-1][:before]
         self.last_sampled = max(latent)
         self.stage_step = step
         return obs, latent

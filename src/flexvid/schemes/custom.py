@@ -74,6 +74,8 @@ def _merge_parameters(path: Path, content: dict[str, Any], requested: dict[str, 
     merged = {}
     for key in needed:
         in_file, asked = content.get(key), requested.get(key)
+        if in_file is not None and (isinstance(in_file, bool) or not isinstance(in_file, int)):
+            raise SchemeError(f"Scheme file {path} sets {key} to {in_file!r}; it must be an integer, written without quotes ({key}: 24).")
         if in_file is not None and asked is not None and in_file != asked:
             raise SchemeError(
                 f"Scheme file {path} sets {key}={in_file} but {asked} was requested; remove it from the file or request {in_file}."
