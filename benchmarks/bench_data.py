@@ -126,6 +126,9 @@ class WholeClips(VideoDataset):
     def __getitem__(self, index: int):
         return self.dataset[index]
 
+    def item(self, index: int, rng=None):
+        return self.dataset.item(index, rng)
+
 
 def examples_per_second(
     datasets: dict[str, VideoDataset], max_frames: int, count: int, repeats: int

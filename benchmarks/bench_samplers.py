@@ -20,11 +20,10 @@ import numpy as np
 import torch
 
 from flexvid.checkpoint import load_pretrained
-from flexvid.config import DiffusionConfig, dataclass_from_dict
 from flexvid.data.base import build_dataset
-from flexvid.data.tasks import build_example
 from flexvid.diffusion import respaced, samplers
 from flexvid.eval.consistency import score_video, summarise_consistency
+from flexvid.frame_batch import FrameBatch
 from flexvid.video_io import to_uint8
 
 SETTINGS = [("ddpm", 100, 0.0), ("ddim", 25, 0.0), ("ddim", 25, 1.0), ("ddim", 50, 0.0), ("ddim", 50, 1.0)]
@@ -38,14 +37,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     pretrained = load_pretrained(args.checkpoint)
-    config = pretrained.config
-    K = config["data"]["max_frames"]
-    dataset = build_dataset(config["data"]["dataset"], "test", T=config["data"]["T"], image_size=config["model"]["image_size"])
-    task = (np.arange(K // 2), np.arange(K // 2, K))
-    examples = [build_example(dataset[i][0], task, K, np.random.default_rng(i)) for i in range(args.num_videos)]
-    x0 = torch.stack([e["frames"] for e in examples])
-    kwargs = {k: torch.stack([e[k] for e in examples]) for k in ("frame_indices", "obs_mask", "latent_mask")}
-    diffusion_config = dataclass_from_dict(DiffusionConfig, config["diffusion"])
+    data = pretrained.config.data
+    K = data.max_frames
+    dataset = build_dataset(data.dataset, "test", T=data.T, image_size=data.image_size)
+    videos = torch.stack([dataset[i][0] for i in range(args.num_videos)])
+    batch = FrameBatch.from_indices(videos, range(K // 2), range(K // 2, K))
+    x0 = batch.x0
+    diffusion_config = pretrained.config.diffusion
     print(f"{args.checkpoint}: {args.num_videos} test videos, {K // 2} observed + {K // 2} generated frames, "
           f"torch {torch.__version__}, {os.cpu_count()} CPU cores, {torch.get_num_threads()} threads\n")
     print("| sampler | steps | eta | PSNR latent | PSNR first | SSIM latent | brightness (truth) | clean frames | s / video |")
@@ -56,7 +54,7 @@ def main() -> None:
         generators = [torch.Generator().manual_seed(args.seed * 1000 + i) for i in range(args.num_videos)]
         start = time.perf_counter()
         with torch.no_grad():
-            samples = fn(pretrained.model, diffusion, x0, kwargs, generator=generators)
+            samples = fn(pretrained.model, diffusion, batch, generator=generators)
         seconds = (time.perf_counter() - start) / args.num_videos
         results = [score_video(to_uint8(x0[i]), [to_uint8(samples[i])]) for i in range(args.num_videos)]
         summary = summarise_consistency(results, n_obs=K // 2)

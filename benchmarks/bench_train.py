@@ -64,7 +64,7 @@ def bench_preset(
     return {
         "preset": name,
         "device": str(trainer.device),
-        "image": config.model.image_size,
+        "image": config.data.image_size,
         "K": K,
         "batch": batch,
         "params_m": sum(p.numel() for p in trainer.model.parameters()) / 1e6,

@@ -73,8 +73,7 @@ def main() -> None:
     checkpoint = latest_valid_checkpoint(run_dir)
     step = int(checkpoint.name.split("_")[-1])
     pretrained = load_pretrained(checkpoint)
-    config = {**pretrained.config, "step": step}
-    save_weights(out, pretrained.model.state_dict(), config)
+    save_weights(out, pretrained.model.state_dict(), pretrained.config, step=step)
     rows = read_metrics(run_dir / "metrics.jsonl")
     shutil.copyfile(run_dir / "metrics.jsonl", out / "metrics.jsonl")
     plot_curve(rows, out / "training_curve.png", out.name)

@@ -55,7 +55,6 @@ def tiny_run_config(**train: Any) -> dict[str, dict[str, Any]]:
     takes well under a second on 2 cores); `train` overrides entries of the train section."""
     return {
         "model": {
-            "image_size": 16,
             "channel_mult": [1, 1],
             "num_channels": 32,
             "num_res_blocks": 1,
@@ -63,7 +62,7 @@ def tiny_run_config(**train: Any) -> dict[str, dict[str, Any]]:
             "attention_resolutions": [8],
         },
         "diffusion": {"diffusion_steps": 100},
-        "data": {"T": 10, "max_frames": 4, "num_workers": 0},
+        "data": {"T": 10, "image_size": 16, "max_frames": 4, "num_workers": 0},
         "train": {
             "batch_size": 2,
             "max_steps": 4,

@@ -196,9 +196,9 @@ def test_engine_chooses_each_videos_frames_from_what_it_generated(tiny_model, al
     diffusion = respaced(DiffusionConfig(diffusion_steps=100), 2, "ddim")
     calls = []
 
-    def sample_fn(model, diffusion, x0, model_kwargs, *, generator):
-        calls.append(model_kwargs["frame_indices"][:, : int(model_kwargs["obs_mask"][0].sum())].tolist())
-        return samplers.ddim_sample(model, diffusion, x0, model_kwargs, generator=generator, eta=1.0)
+    def sample_fn(model, diffusion, batch, *, generator):
+        calls.append(batch.frame_indices[:, : int(batch.obs_mask[0].sum())].tolist())
+        return samplers.ddim_sample(model, diffusion, batch, generator=generator, eta=1.0)
 
     T, n_obs = 14, 3
     plan = plan_of("adaptive-autoreg", alexnet_file, T, n_obs, 6, 2)

@@ -12,7 +12,8 @@ from safetensors.torch import save_file
 
 import flexvid
 from flexvid.checkpoint import config_from_reference, load_pretrained, load_weights, save_weights
-from flexvid.config import DataConfig, DiffusionConfig, ModelConfig
+from flexvid.config import ArchitectureConfig, DataConfig, DiffusionConfig, ModelConfig, TrainConfig
+from flexvid.run_config import RunConfig
 from flexvid.diffusion import GaussianDiffusion
 from flexvid.errors import CheckpointError
 from helpers import TINY_NETWORK, randomised
@@ -36,13 +37,15 @@ def small_inputs(config: ModelConfig) -> dict[str, torch.Tensor]:
 TINY = dataclasses.replace(TINY_NETWORK, max_frames=3)
 
 
-def full_config(model: ModelConfig) -> dict:
-    return {
-        "model": dataclasses.asdict(model),
-        "diffusion": dataclasses.asdict(DiffusionConfig(diffusion_steps=50, noise_schedule="cosine")),
-        "data": dataclasses.asdict(DataConfig(dataset="mazes", T=300, max_frames=model.max_frames)),
-        "train": {"lr": 2e-4},
-    }
+def full_config(model: ModelConfig) -> RunConfig:
+    architecture = {name: getattr(model, name) for name in vars(ArchitectureConfig())}
+    return RunConfig(
+        model=ArchitectureConfig(**architecture),
+        diffusion=DiffusionConfig(diffusion_steps=50, noise_schedule="cosine", learn_sigma=model.learn_sigma),
+        data=DataConfig(dataset="mazes", T=300, image_size=model.image_size, channels=model.in_channels,
+                        max_frames=model.max_frames),
+        train=TrainConfig(lr=2e-4),
+    )
 
 
 def test_reference_checkpoint_loads_and_reproduces_its_output(reference_dir):
@@ -50,10 +53,9 @@ def test_reference_checkpoint_loads_and_reproduces_its_output(reference_dir):
     assert not pretrained.model.training
     assert isinstance(pretrained.diffusion, GaussianDiffusion)
     assert pretrained.step == 1234
-    assert pretrained.config["data"] == {
-        "dataset": "mazes", "data_dir": None, "T": 300, "max_frames": 10, "num_workers": 2,
-    }
-    assert pretrained.config["model"]["attention_resolutions"] == [16, 8]
+    assert pretrained.config.data == DataConfig(dataset="mazes", T=300, image_size=32, channels=3, max_frames=10)
+    assert pretrained.config.model.attention_resolutions == (16, 8)
+    assert pretrained.config.train is None
     io = {k: torch.from_numpy(v) for k, v in np.load(reference_dir / "reference_small_io.npz").items()}
     with torch.no_grad():
         out = pretrained.model(
@@ -82,9 +84,9 @@ def test_authors_format_round_trip_at_64x64_with_learned_sigma(tmp_path):
     assert dataclasses.asdict(pretrained.model.config) == dict(
         dataclasses.asdict(config), attention_resolutions=(8,)
     )
-    assert pretrained.config["data"]["dataset"] == "carla_no_traffic"
-    assert pretrained.config["diffusion"]["noise_schedule"] == "cosine"
-    assert pretrained.config["diffusion"]["learn_sigma"] is True
+    assert pretrained.config.data.dataset == "carla_no_traffic"
+    assert pretrained.config.diffusion.noise_schedule == "cosine"
+    assert pretrained.config.diffusion.learn_sigma is True
     inputs = small_inputs(config)
     with torch.no_grad():
         expected = model(**inputs)
@@ -94,12 +96,12 @@ def test_authors_format_round_trip_at_64x64_with_learned_sigma(tmp_path):
 
 
 def test_config_from_reference_maps_names_and_fills_defaults():
-    sections = config_from_reference({"dataset": "mazes_cwvae", "image_size": 32, "attention_resolutions": "32,16,8"})
-    assert sections["data"]["dataset"] == "mazes"
-    assert sections["model"]["attention_resolutions"] == [32, 16, 8]
-    assert sections["model"]["num_channels"] == ModelConfig.num_channels
-    assert sections["diffusion"] == dataclasses.asdict(DiffusionConfig())
-    assert config_from_reference({"dataset": "minerl"})["data"]["dataset"] == "minerl"
+    config = config_from_reference({"dataset": "mazes_cwvae", "image_size": 32, "attention_resolutions": "32,16,8"})
+    assert config.data.dataset == "mazes"
+    assert config.model.attention_resolutions == (32, 16, 8)
+    assert config.model.num_channels == ModelConfig.num_channels
+    assert config.diffusion == DiffusionConfig()
+    assert config_from_reference({"dataset": "minerl"}).data.dataset == "minerl"
 
 
 def test_our_format_round_trip_directory_file_and_ema(tmp_path):
@@ -110,12 +112,12 @@ def test_our_format_round_trip_directory_file_and_ema(tmp_path):
     save_weights(directory, model.state_dict(), config)
     save_weights(directory / "ema_0.9999.safetensors", ema.state_dict(), config)
     assert sorted(p.name for p in directory.iterdir()) == ["config.json", "ema_0.9999.safetensors", "model.safetensors"]
-    assert json.loads((directory / "config.json").read_text()) == json.loads(json.dumps(config))
+    assert json.loads((directory / "config.json").read_text()) == json.loads(json.dumps(config.to_dict()))
 
-    state, loaded_config = load_weights(directory)
-    assert loaded_config == json.loads(json.dumps(config))
-    assert loaded_config["train"] == {"lr": 2e-4}
-    assert all(torch.equal(state[name], t) for name, t in model.state_dict().items())
+    weights = load_weights(directory)
+    assert weights.config == config and weights.config.network == TINY
+    assert weights.config.train.lr == 2e-4
+    assert all(torch.equal(weights.state_dict[name], t) for name, t in model.state_dict().items())
 
     inputs = small_inputs(TINY)
     with torch.no_grad():
@@ -134,7 +136,7 @@ def test_saving_twice_replaces_atomically(tmp_path):
     save_weights(tmp_path / "w.safetensors", first, config)
     save_weights(tmp_path / "w.safetensors", second, config)
     assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]  # no temporary files left
-    state, _ = load_weights(tmp_path / "w.safetensors")
+    state = load_weights(tmp_path / "w.safetensors").state_dict
     assert torch.equal(state["out.2.weight"], second["out.2.weight"])
 
 

@@ -16,6 +16,7 @@ from flexvid.diffusion import build_diffusion
 from flexvid.config import DiffusionConfig
 from flexvid.eval.compare import CompareSettings, markdown_table, run_comparison
 from flexvid.eval.consistency import mean_interval, score_video, summarise_consistency
+from flexvid.frame_batch import FrameBatch
 from flexvid.training.diagnostics import conditioning_gain, sample_statistics
 from flexvid.video_io import to_uint8
 from helpers import TINY_NETWORK, randomised
@@ -73,12 +74,12 @@ def test_conditioning_gain_is_one_for_a_network_blind_to_observed_frames() -> No
             return sees * exact + (1 - sees) * x * 0.5
 
     K = 4
-    batch = {
-        "x0": torch.rand(2, K, 1, 8, 8) * 2 - 1,
-        "frame_indices": torch.arange(K).repeat(2, 1),
-        "obs_mask": torch.tensor([1.0, 1, 0, 0]).view(1, K, 1, 1, 1).repeat(2, 1, 1, 1, 1),
-        "latent_mask": torch.tensor([0.0, 0, 1, 1]).view(1, K, 1, 1, 1).repeat(2, 1, 1, 1, 1),
-    }
+    batch = FrameBatch(
+        x0=torch.rand(2, K, 1, 8, 8) * 2 - 1,
+        frame_indices=torch.arange(K).repeat(2, 1),
+        obs_mask=torch.tensor([1.0, 1, 0, 0]).view(1, K, 1, 1, 1).repeat(2, 1, 1, 1, 1),
+        latent_mask=torch.tensor([0.0, 0, 1, 1]).view(1, K, 1, 1, 1).repeat(2, 1, 1, 1, 1),
+    )
     blind = conditioning_gain(Blind(), diffusion, batch)
     assert all(v == pytest.approx(1.0) for v in blind.values()) and len(blind) == 3
     peeking = conditioning_gain(Peeking(), diffusion, batch)

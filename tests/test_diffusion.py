@@ -21,6 +21,7 @@ from flexvid.diffusion import (
 from flexvid.diffusion.losses import masked_mean
 from flexvid.diffusion.timestep_samplers import LossSecondMomentResampler, UniformSampler
 from flexvid.errors import ConfigError, FlexvidError
+from flexvid.frame_batch import FrameBatch
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -45,8 +46,8 @@ def reference_io(reference_dir):
     return {k: torch.from_numpy(data[k]) for k in data.files}
 
 
-def reference_kwargs(io):
-    return {k: io[k] for k in ("frame_indices", "obs_mask", "latent_mask")} | {"x0": io["x_start"]}
+def reference_batch(io):
+    return FrameBatch(io["x_start"], io["frame_indices"], io["obs_mask"], io["latent_mask"])
 
 
 def small_batch(B=2, K=4, C=3, H=4, W=4, seed=0):
@@ -56,13 +57,7 @@ def small_batch(B=2, K=4, C=3, H=4, W=4, seed=0):
     obs[:, 0] = 1
     latent = 1 - obs
     latent[-1, -1] = 0  # one padding frame in the last video
-    kwargs = {
-        "frame_indices": torch.arange(K).repeat(B, 1),
-        "obs_mask": obs,
-        "latent_mask": latent,
-        "x0": x_start,
-    }
-    return x_start, kwargs, g
+    return x_start, FrameBatch(x_start, torch.arange(K).repeat(B, 1), obs, latent), g
 
 
 # ---------------------------------------------------------------- reference equivalence
@@ -75,7 +70,7 @@ def test_q_sample_matches_reference(reference_io):
 def test_p_mean_variance_matches_reference(reference_io):
     diffusion = build_diffusion(DiffusionConfig())
     model = FixedOutputModel(reference_io["model_output"])
-    out = diffusion.p_mean_variance(model, reference_io["x_t"], reference_io["t"], reference_kwargs(reference_io))
+    out = diffusion.p_mean_variance(model, reference_io["x_t"], reference_io["t"], reference_batch(reference_io))
     for ours, theirs in [("mean", "p_mean"), ("variance", "p_variance"),
                          ("log_variance", "p_log_variance"), ("pred_xstart", "pred_xstart")]:
         assert out[ours].shape == reference_io[theirs].shape
@@ -90,9 +85,8 @@ def test_p_mean_variance_matches_reference(reference_io):
 def test_training_losses_match_reference(reference_io):
     diffusion = build_diffusion(DiffusionConfig())
     model = FixedOutputModel(reference_io["model_output"])
-    losses = diffusion.training_losses(
-        model, reference_io["x_start"], reference_io["t"], reference_kwargs(reference_io), noise=reference_io["noise"]
-    )
+    batch = reference_batch(reference_io)
+    losses = diffusion.training_losses(model, batch, reference_io["t"], noise=reference_io["noise"])
     assert set(losses) == {"loss", "mse", "eval-mse"}
     for key in ("mse", "eval-mse", "loss"):
         assert losses[key].shape == (2,)
@@ -105,12 +99,10 @@ def test_real_network_reproduces_reference_diffusion_outputs(reference_dir, refe
     from flexvid.checkpoint import load_pretrained
 
     pretrained = load_pretrained(reference_dir / "reference_small.pt")
-    kwargs = reference_kwargs(reference_io)
+    batch = reference_batch(reference_io)
     with torch.no_grad():
-        out = pretrained.diffusion.p_mean_variance(pretrained.model, reference_io["x_t"], reference_io["t"], kwargs)
-        losses = pretrained.diffusion.training_losses(
-            pretrained.model, reference_io["x_start"], reference_io["t"], kwargs, noise=reference_io["noise"]
-        )
+        out = pretrained.diffusion.p_mean_variance(pretrained.model, reference_io["x_t"], reference_io["t"], batch)
+        losses = pretrained.diffusion.training_losses(pretrained.model, batch, reference_io["t"], noise=reference_io["noise"])
     for ours, theirs in [("mean", "p_mean"), ("variance", "p_variance"),
                          ("log_variance", "p_log_variance"), ("pred_xstart", "pred_xstart")]:
         assert rel_err(out[ours], reference_io[theirs]) < 1e-5, ours
@@ -179,15 +171,15 @@ def test_respacing_keeps_alphas_cumprod(schedule):
 def test_respaced_diffusion_calls_model_with_original_timesteps():
     config = DiffusionConfig(diffusion_steps=100, timestep_respacing="10")
     diffusion = build_diffusion(config)
-    x_start, kwargs, _ = small_batch(B=2)
+    x_start, batch, _ = small_batch(B=2)
     model = FixedOutputModel(torch.zeros_like(x_start))
     t = torch.tensor([0, 9])
-    diffusion.p_mean_variance(model, x_start, t, kwargs)
+    diffusion.p_mean_variance(model, x_start, t, batch)
     expected = diffusion.timestep_map[t].float() * (1000 / 100)
     assert torch.equal(model.calls[0]["timesteps"], expected)
     assert expected[-1] == 990.0  # the last kept step of 100 is step 99
     unscaled = build_diffusion(dataclasses.replace(config, rescale_timesteps=False))
-    unscaled.p_mean_variance(model, x_start, t, kwargs)
+    unscaled.p_mean_variance(model, x_start, t, batch)
     assert torch.equal(model.calls[1]["timesteps"], torch.tensor([0, 99]))
 
 
@@ -215,10 +207,10 @@ def test_eps_xstart_round_trip():
 
 def test_masked_losses_divide_by_all_elements():
     diffusion = build_diffusion(DiffusionConfig(diffusion_steps=40))
-    x_start, kwargs, g = small_batch(B=2, K=4)
+    x_start, batch, g = small_batch(B=2, K=4)
     noise = torch.randn(x_start.shape, generator=g)
     model = FixedOutputModel(torch.zeros_like(x_start))  # squared error = noise ** 2
-    losses = diffusion.training_losses(model, x_start, torch.tensor([5, 6]), kwargs, noise=noise)
+    losses = diffusion.training_losses(model, batch, torch.tensor([5, 6]), noise=noise)
     sq = noise**2
     per_video = sq[0, 0].numel() * 4
     expected_mse = torch.stack([sq[b, 1:].sum() / per_video for b in range(2)])  # all but the observed frame 0
@@ -230,41 +222,41 @@ def test_masked_losses_divide_by_all_elements():
 
 def test_xstart_prediction():
     diffusion = build_diffusion(DiffusionConfig(diffusion_steps=40, predict_xstart=True))
-    x_start, kwargs, _ = small_batch()
+    x_start, batch, _ = small_batch()
     model = FixedOutputModel(x_start * 3)
     t = torch.tensor([4, 10])
-    out = diffusion.p_mean_variance(model, x_start, t, kwargs)
+    out = diffusion.p_mean_variance(model, x_start, t, batch)
     assert torch.equal(out["pred_xstart"], (x_start * 3).clamp(-1, 1))
-    losses = diffusion.training_losses(FixedOutputModel(x_start), x_start, t, kwargs)
+    losses = diffusion.training_losses(FixedOutputModel(x_start), batch, t)
     assert torch.all(losses["loss"] == 0)
 
 
 def test_fixed_small_and_large_variances():
     large = build_diffusion(DiffusionConfig(diffusion_steps=40))
     small = build_diffusion(DiffusionConfig(diffusion_steps=40, sigma_small=True))
-    x, kwargs, _ = small_batch()
+    x, batch, _ = small_batch()
     model = FixedOutputModel(torch.zeros_like(x))
     t = torch.tensor([0, 7])
-    v_large = large.p_mean_variance(model, x, t, kwargs)["variance"][:, 0, 0, 0, 0].double()
-    v_small = small.p_mean_variance(model, x, t, kwargs)["variance"][:, 0, 0, 0, 0].double()
+    v_large = large.p_mean_variance(model, x, t, batch)["variance"][:, 0, 0, 0, 0].double()
+    v_small = small.p_mean_variance(model, x, t, batch)["variance"][:, 0, 0, 0, 0].double()
     assert torch.allclose(v_large, torch.stack([large.posterior_variance[1], large.betas[7]]), rtol=1e-6)
     assert torch.allclose(v_small, torch.stack([small.posterior_variance[0], small.posterior_variance[7]]), rtol=1e-6)
 
 
 def learned_sigma_setup(var_value: float, requires_grad: bool = False):
     diffusion = build_diffusion(DiffusionConfig(diffusion_steps=30, learn_sigma=True))
-    x_start, kwargs, g = small_batch(B=2, K=5, C=3)  # K != 2C: a frame-axis split would fail
+    x_start, batch, g = small_batch(B=2, K=5, C=3)  # K != 2C: a frame-axis split would fail
     eps = torch.randn(x_start.shape, generator=g)
     output = torch.cat([eps, torch.full_like(eps, var_value)], dim=2).requires_grad_(requires_grad)
-    return diffusion, x_start, kwargs, output
+    return diffusion, x_start, batch, output
 
 
 def test_learned_variance_splits_channels_and_interpolates():
     t = torch.tensor([0, 12])
     logs = {}
     for v in (-1.0, 0.0, 1.0):
-        diffusion, x_start, kwargs, output = learned_sigma_setup(v)
-        out = diffusion.p_mean_variance(FixedOutputModel(output), x_start, t, kwargs)
+        diffusion, x_start, batch, output = learned_sigma_setup(v)
+        out = diffusion.p_mean_variance(FixedOutputModel(output), x_start, t, batch)
         for key in ("mean", "variance", "log_variance", "pred_xstart"):
             assert out[key].shape == x_start.shape, key
         logs[v] = out["log_variance"][:, 0, 0, 0, 0].double()
@@ -277,8 +269,8 @@ def test_learned_variance_splits_channels_and_interpolates():
 
 
 def test_learned_variance_training_loss_has_finite_vb_that_trains_only_the_variance():
-    diffusion, x_start, kwargs, output = learned_sigma_setup(0.3, requires_grad=True)
-    losses = diffusion.training_losses(FixedOutputModel(output), x_start, torch.tensor([0, 17]), kwargs)
+    diffusion, x_start, batch, output = learned_sigma_setup(0.3, requires_grad=True)
+    losses = diffusion.training_losses(FixedOutputModel(output), batch, torch.tensor([0, 17]))
     assert set(losses) == {"loss", "mse", "eval-mse", "vb"}
     assert torch.isfinite(losses["vb"]).all() and torch.all(losses["vb"] > 0)
     assert torch.allclose(losses["loss"], losses["mse"] + losses["vb"])
@@ -296,8 +288,8 @@ def test_learned_variance_with_the_real_network_trains():
     model = UNetVideo(ModelConfig(image_size=8, num_channels=32, num_res_blocks=1, channel_mult=(1, 2), num_heads=2,
                                   attention_resolutions=(4,), learn_sigma=True, max_frames=3))
     diffusion = build_diffusion(DiffusionConfig(diffusion_steps=30, learn_sigma=True))
-    x_start, kwargs, _ = small_batch(B=2, K=3, C=3, H=8, W=8)
-    losses = diffusion.training_losses(model, x_start, torch.tensor([0, 20]), kwargs)
+    x_start, batch, _ = small_batch(B=2, K=3, C=3, H=8, W=8)
+    losses = diffusion.training_losses(model, batch, torch.tensor([0, 20]))
     assert set(losses) == {"loss", "mse", "eval-mse", "vb"}
     assert all(torch.isfinite(v).all() for v in losses.values())
     losses["loss"].mean().backward()
@@ -307,13 +299,13 @@ def test_learned_variance_with_the_real_network_trains():
 
 def test_kl_loss_is_rescaled_variational_bound():
     diffusion = build_diffusion(DiffusionConfig(diffusion_steps=30, use_kl=True))
-    x_start, kwargs, g = small_batch()
+    x_start, batch, g = small_batch()
     noise = torch.randn(x_start.shape, generator=g)
     output = torch.randn(x_start.shape, generator=g)
     t = torch.tensor([0, 20])
-    losses = diffusion.training_losses(FixedOutputModel(output), x_start, t, kwargs, noise=noise)
+    losses = diffusion.training_losses(FixedOutputModel(output), batch, t, noise=noise)
     x_t = diffusion.q_sample(x_start, t, noise)
-    vb = diffusion.vb_terms_bpd(output, x_start, x_t, t, mask=1 - kwargs["obs_mask"])
+    vb = diffusion.vb_terms_bpd(output, x_start, x_t, t, mask=1 - batch.obs_mask)
     assert torch.allclose(losses["loss"], vb * 30)
     assert torch.isfinite(losses["loss"]).all()
 
@@ -336,24 +328,26 @@ def test_masked_mean_zeroes_and_divides_by_all():
 # ---------------------------------------------------------------- bad input
 def test_wrong_model_output_shape_is_reported():
     diffusion = build_diffusion(DiffusionConfig(diffusion_steps=30, learn_sigma=True))
-    x_start, kwargs, _ = small_batch()
-    with pytest.raises(ConfigError, match="learn_sigma must be the same"):
-        diffusion.p_mean_variance(FixedOutputModel(x_start), x_start, torch.tensor([1, 2]), kwargs)
+    x_start, batch, _ = small_batch()
+    with pytest.raises(AssertionError, match="learn_sigma must be the same"):
+        diffusion.p_mean_variance(FixedOutputModel(x_start), x_start, torch.tensor([1, 2]), batch)
 
 
 def test_bad_masks_and_shapes_are_reported():
     diffusion = build_diffusion(DiffusionConfig(diffusion_steps=30))
-    x_start, kwargs, _ = small_batch()
+    x_start, batch, _ = small_batch()
     model = FixedOutputModel(torch.zeros_like(x_start))
     t = torch.tensor([1, 2])
-    with pytest.raises(FlexvidError, match=r"model_kwargs\['obs_mask'\] must be a 0/1 mask of shape \(2, 4, 1, 1, 1\)"):
-        diffusion.training_losses(model, x_start, t, kwargs | {"obs_mask": torch.zeros(2, 4)})
-    with pytest.raises(FlexvidError, match=r"model_kwargs\['latent_mask'\] must be .* got nothing"):
-        diffusion.training_losses(model, x_start, t, {k: v for k, v in kwargs.items() if k != "latent_mask"})
-    with pytest.raises(FlexvidError, match=r"\(B, K, C, H, W\)"):
-        diffusion.p_mean_variance(model, x_start[:, 0], t, kwargs)
-    with pytest.raises(FlexvidError, match="one per video"):
-        diffusion.p_mean_variance(model, x_start, torch.tensor([1]), kwargs)
+    # Internal invariants, not user errors: plain ValueError (FrameBatch.check) and AssertionError.
+    with pytest.raises(ValueError, match=r"obs_mask must be a float 0/1 tensor of shape \(2, 4, 1, 1, 1\)") as bad:
+        dataclasses.replace(batch, obs_mask=torch.zeros(2, 4))
+    assert not isinstance(bad.value, FlexvidError)
+    with pytest.raises(ValueError, match=r"latent_mask must be .* got nothing"):
+        dataclasses.replace(batch, latent_mask=None)
+    with pytest.raises(AssertionError, match=r"\(B, K, C, H, W\)"):
+        diffusion.p_mean_variance(model, x_start[:, 0], t, batch)
+    with pytest.raises(AssertionError, match="one per video"):
+        diffusion.p_mean_variance(model, x_start, torch.tensor([1]), batch)
 
 
 # ---------------------------------------------------------------- timestep samplers

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from flexvid.checkpoint import config_from_reference
-from flexvid.config import ModelConfig, dataclass_from_dict
+from flexvid.config import ModelConfig
 from flexvid.errors import ConfigError, FlexvidError
 from flexvid.nn import FrameIndexError, ModelInputError, UNetVideo
 from flexvid.nn.attention import SpatialAttention, masked_softmax
@@ -40,7 +40,7 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def test_reference_network_output_is_reproduced(reference_dir):
     payload = torch.load(reference_dir / "reference_small.pt", map_location="cpu", weights_only=True)
-    config = dataclass_from_dict(ModelConfig, config_from_reference(payload["config"])["model"])
+    config = config_from_reference(payload["config"]).network
     model = UNetVideo(config)
     model.load_state_dict(payload["state_dict"])  # the authors' parameter names load unchanged
     io = {k: torch.from_numpy(v) for k, v in np.load(reference_dir / "reference_small_io.npz").items()}

@@ -114,7 +114,7 @@ def test_bad_input_gets_one_sentence(checkpoint, tmp_path):
 
 def test_missing_dataset_suggests_unconditional_sampling(checkpoint, tmp_path):
     pretrained = job_module.load_pretrained(checkpoint)
-    pretrained.config["data"]["dataset"] = "mazes"
+    pretrained.config = dataclasses.replace(pretrained.config, data=dataclasses.replace(pretrained.config.data, dataset="mazes"))
     with pytest.raises(DatasetError, match="--n_obs 0"):
         SampleJob(settings(checkpoint, tmp_path, data_dir=str(tmp_path / "nowhere")), pretrained)
     unconditional = SampleJob(settings(checkpoint, tmp_path, n_obs=0, stop_index=1, sampling_scheme="autoreg"), pretrained)
@@ -136,3 +136,21 @@ def test_cli_sample_then_video(checkpoint, tmp_path, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "nope" in err and "autoreg" in err and "Traceback" not in err
+
+
+def test_what_the_job_writes_the_evaluation_readers_find(checkpoint, tmp_path):
+    """Writer -> readers through flexvid.eval_layout: the job's files are the samples and settings they read."""
+    from flexvid.eval.eval_dir import GroundTruth, available_samples, paired_videos, read_settings
+    from flexvid.eval_layout import partial_samples, sample_files, settings_path
+    from flexvid.sampling.identity import recorded_identity
+
+    for sample_idx in (0, 1):
+        job = SampleJob(settings(checkpoint, tmp_path, sample_idx=sample_idx))
+        written = job.run(progress=False)
+    assert [s.path for s in sample_files(job.eval_dir) if s.sample == 1] == written
+    assert available_samples(job.eval_dir) == {0: [0, 1], 1: [0, 1]} and partial_samples(job.eval_dir) == []
+    assert settings_path(job.eval_dir).is_file() and recorded_identity(job.eval_dir) == job.identity
+    settings_read = read_settings(job.eval_dir)
+    assert (settings_read.T, settings_read.n_obs, settings_read.max_frames) == (TRAIN_T, 2, 6)
+    pairs = list(paired_videos(job.eval_dir, GroundTruth(settings_read), 2, [0, 1]))
+    assert [index for index, _, samples in pairs if len(samples) == 2] == [0, 1]

@@ -9,7 +9,8 @@ import torch
 
 from flexvid.config import DiffusionConfig
 from flexvid.diffusion import ModelVarType, build_diffusion, ddim_sample, ddpm_sample, respaced
-from flexvid.errors import ConfigError
+from flexvid.errors import ConfigError, FlexvidError
+from flexvid.frame_batch import FrameBatch
 
 DATA_MEAN, DATA_STD = 0.3, 0.2
 BASE = DiffusionConfig(diffusion_steps=1000)  # rescaled timesteps then equal original steps
@@ -38,8 +39,7 @@ def video_task(B=2, K=4, C=1, H=6, W=6, seed=0):
     x0 = DATA_MEAN + DATA_STD * torch.randn(B, K, C, H, W, generator=g)
     obs = torch.zeros(B, K, 1, 1, 1)
     obs[:, 0] = 1
-    kwargs = {"frame_indices": torch.arange(K).repeat(B, 1), "obs_mask": obs, "latent_mask": 1 - obs}
-    return x0, kwargs
+    return x0, FrameBatch(x0, torch.arange(K).repeat(B, 1), obs, 1 - obs)
 
 
 def generators(seeds):
@@ -48,11 +48,11 @@ def generators(seeds):
 
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
 def test_observed_frames_come_back_exactly_and_network_sees_them_clean(sampler):
-    x0, kwargs = video_task()
+    x0, batch = video_task()
     model = GaussianEpsilon()
     diffusion = respaced(BASE, 8, sampler)
     sample_fn = ddpm_sample if sampler == "ddpm" else ddim_sample
-    out = sample_fn(model, diffusion, x0, kwargs, generator=torch.Generator().manual_seed(1))
+    out = sample_fn(model, diffusion, batch, generator=torch.Generator().manual_seed(1))
     assert out.shape == x0.shape and torch.isfinite(out).all()
     assert torch.equal(out[:, 0], x0[:, 0])
     assert not torch.allclose(out[:, 1:], x0[:, 1:])
@@ -64,14 +64,13 @@ def test_observed_frames_come_back_exactly_and_network_sees_them_clean(sampler):
 
 @pytest.mark.parametrize("sampler, eta", [("ddpm", None), ("ddim", 1.0)])
 def test_generator_per_row_makes_rows_independent_of_the_batch(sampler, eta):
-    x0, kwargs = video_task(B=2)
+    _, batch = video_task(B=2)
     diffusion = respaced(BASE, 6, sampler)
 
     def run(rows, seeds):
-        sliced = {k: v[rows] for k, v in kwargs.items()}
         extra = {} if eta is None else {"eta": eta}
         fn = ddpm_sample if sampler == "ddpm" else ddim_sample
-        return fn(GaussianEpsilon(), diffusion, x0[rows], sliced, generator=generators(seeds), **extra)
+        return fn(GaussianEpsilon(), diffusion, batch[rows], generator=generators(seeds), **extra)
 
     together = run(slice(0, 2), [10, 11])
     assert torch.allclose(together[0:1], run(slice(0, 1), [10]), atol=1e-6)
@@ -80,10 +79,10 @@ def test_generator_per_row_makes_rows_independent_of_the_batch(sampler, eta):
 
 
 def test_ddim_eta0_is_the_deterministic_ddim_update_from_the_initial_noise():
-    x0, kwargs = video_task(B=1)
+    x0, batch = video_task(B=1)
     diffusion = respaced(BASE, 5, "ddim")
     model = GaussianEpsilon()
-    out = ddim_sample(model, diffusion, x0, kwargs, generator=torch.Generator().manual_seed(3), clip_denoised=False)
+    out = ddim_sample(model, diffusion, batch, generator=torch.Generator().manual_seed(3), clip_denoised=False)
 
     # The same first draw, then x_{t-1} = sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev) eps_hat.
     x = torch.randn(x0.shape, generator=torch.Generator().manual_seed(3))
@@ -98,14 +97,14 @@ def test_ddim_eta0_is_the_deterministic_ddim_update_from_the_initial_noise():
     assert torch.allclose(out, x, atol=1e-5)
     # Deterministic: other per-step noise (different global RNG state) changes nothing.
     torch.manual_seed(123)
-    again = ddim_sample(model, diffusion, x0, kwargs, generator=torch.Generator().manual_seed(3), clip_denoised=False)
+    again = ddim_sample(model, diffusion, batch, generator=torch.Generator().manual_seed(3), clip_denoised=False)
     assert torch.equal(out, again)
 
 
 def test_ddim_eta1_on_all_steps_equals_ddpm_with_posterior_variance():
     config = dataclasses.replace(BASE, diffusion_steps=40, sigma_small=True)
     diffusion = build_diffusion(config)
-    x0, kwargs = video_task()
+    _, batch = video_task()
     model = GaussianEpsilon()
     model.alphas_cumprod = diffusion.alphas_cumprod  # 40 steps, timesteps rescaled by 1000 / 40
     scale = 40 / 1000
@@ -113,16 +112,16 @@ def test_ddim_eta1_on_all_steps_equals_ddpm_with_posterior_variance():
     def model_40(x, timesteps, **kw):
         return model(x, timesteps * scale, **kw)
 
-    ddpm = ddpm_sample(model_40, diffusion, x0, kwargs, generator=torch.Generator().manual_seed(5))
-    ddim = ddim_sample(model_40, diffusion, x0, kwargs, generator=torch.Generator().manual_seed(5), eta=1.0)
+    ddpm = ddpm_sample(model_40, diffusion, batch, generator=torch.Generator().manual_seed(5))
+    ddim = ddim_sample(model_40, diffusion, batch, generator=torch.Generator().manual_seed(5), eta=1.0)
     assert torch.allclose(ddpm, ddim, atol=1e-4)
 
 
 def sample_gaussian_task(sampler, diffusion, eta=0.0):
-    x0, kwargs = video_task(B=4, K=5, H=8, W=8, seed=2)
+    _, batch = video_task(B=4, K=5, H=8, W=8, seed=2)
     extra = {"eta": eta} if sampler == "ddim" else {}
     fn = ddpm_sample if sampler == "ddpm" else ddim_sample
-    out = fn(GaussianEpsilon(), diffusion, x0, kwargs, generator=torch.Generator().manual_seed(0), **extra)
+    out = fn(GaussianEpsilon(), diffusion, batch, generator=torch.Generator().manual_seed(0), **extra)
     return out[:, 1:]  # the 1024 latent values
 
 
@@ -169,11 +168,11 @@ def test_few_step_sample_spread_matches_the_gaussian_recursion(sampler, steps, e
 
 
 def test_callback_sees_every_step_and_progress_bar_runs():
-    x0, kwargs = video_task(B=1)
+    x0, batch = video_task(B=1)
     diffusion = respaced(BASE, 4, "ddpm")
     seen = []
     out = ddpm_sample(
-        GaussianEpsilon(), diffusion, x0, kwargs, progress=True,
+        GaussianEpsilon(), diffusion, batch, progress=True,
         callback=lambda t, x, pred: seen.append((t, x.shape, pred.shape)),
     )
     assert [t for t, _, _ in seen] == [3, 2, 1, 0]
@@ -182,14 +181,17 @@ def test_callback_sees_every_step_and_progress_bar_runs():
 
 
 def test_sampler_input_errors():
-    x0, kwargs = video_task(B=2)
+    x0, batch = video_task(B=2)
     diffusion = respaced(BASE, 3, "ddim")
     model = GaussianEpsilon()
-    with pytest.raises(ConfigError, match="Got 1 generators for a batch of 2 videos"):
-        ddpm_sample(model, diffusion, x0, kwargs, generator=generators([0]))
-    with pytest.raises(ConfigError, match=r"obs_mask'\] must be a 0/1 mask of shape \(2, 4, 1, 1, 1\), got nothing"):
-        ddim_sample(model, diffusion, x0, {"frame_indices": kwargs["frame_indices"]})
+    # Internal invariants (a plain AssertionError or ValueError); a bad eta flag is the user's error.
+    with pytest.raises(AssertionError, match="Got 1 generators for a batch of 2 videos"):
+        ddpm_sample(model, diffusion, batch, generator=generators([0]))
+    missing_mask = r"obs_mask must be a float 0/1 tensor of shape \(2, 4, 1, 1, 1\), got nothing"
+    with pytest.raises(ValueError, match=missing_mask) as bad:
+        FrameBatch(x0, batch.frame_indices, None, batch.latent_mask)
+    assert not isinstance(bad.value, FlexvidError)
     with pytest.raises(ConfigError, match="eta must be >= 0"):
-        ddim_sample(model, diffusion, x0, kwargs, eta=-0.5)
-    with pytest.raises(ConfigError, match=r"\(B, K, C, H, W\)"):
-        ddpm_sample(model, diffusion, x0[0], kwargs)
+        ddim_sample(model, diffusion, batch, eta=-0.5)
+    with pytest.raises(ValueError, match=r"\(B, K, C, H, W\)"):
+        FrameBatch(x0[0], batch.frame_indices, batch.obs_mask, batch.latent_mask)

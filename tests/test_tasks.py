@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 
 import numpy as np
 import pytest
@@ -10,18 +11,29 @@ import torch
 
 from flexvid.data.base import VideoDataset, build_dataset
 from flexvid.data.loader import (
-    _EXAMPLE_STREAM,
-    _LOAD_STREAM,
     StepBatchSampler,
     TrainingExamples,
-    seeded_global_rngs,
     collate_examples,
     make_train_loader,
 )
 from flexvid.data.tasks import build_example, draw_group, sample_task
 from flexvid.errors import ConfigError, DatasetError
+from flexvid.frame_batch import FrameBatch
 
 NUM_DRAWS = 20_000
+
+
+def row(example: FrameBatch) -> dict[str, torch.Tensor]:
+    """A one-row FrameBatch as the fields of its row: frames (K, C, H, W), frame_indices (K,), masks (K, 1, 1, 1)."""
+    return {"frames": example.x0[0], "frame_indices": example.frame_indices[0],
+            "obs_mask": example.obs_mask[0], "latent_mask": example.latent_mask[0]}
+
+
+def flat(batch: dict) -> dict[str, torch.Tensor]:
+    """A loader batch as plain tensors: the FrameBatch's fields and the example numbers."""
+    frames = batch["frames"]
+    return {"x0": frames.x0, "frame_indices": frames.frame_indices, "obs_mask": frames.obs_mask,
+            "latent_mask": frames.latent_mask, "example_id": batch["example_id"]}
 
 
 def task_statistics(T: int, K: int, draws: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -117,7 +129,7 @@ def test_example_padding_comes_from_the_other_video_and_is_masked():
     video = torch.arange(T, dtype=torch.float32).view(T, 1, 1, 1).expand(T, 1, 2, 2)
     pad_video = -1 - video
     task = (np.array([3, 20]), np.array([4, 5, 6]))
-    example = build_example(video, task, K, np.random.default_rng(0), pad_video=pad_video)
+    example = row(build_example(video, task, K, np.random.default_rng(0), pad_video=pad_video))
     assert example["frames"].shape == (K, 1, 2, 2)
     assert example["frame_indices"].dtype == torch.int64
     assert example["frame_indices"][:5].tolist() == [3, 4, 5, 6, 20]
@@ -127,7 +139,7 @@ def test_example_padding_comes_from_the_other_video_and_is_masked():
     assert torch.equal(values[:5], example["frame_indices"][:5].float())
     assert torch.equal(values[5:], -1 - example["frame_indices"][5:].float())  # padding: the other video
     assert (example["frame_indices"] < T).all() and (example["frame_indices"] >= 0).all()
-    same_video = build_example(video, task, K, np.random.default_rng(0))  # no second video: pad from itself
+    same_video = row(build_example(video, task, K, np.random.default_rng(0)))  # no second video: pad from itself
     assert torch.equal(same_video["frames"][:, 0, 0, 0], same_video["frame_indices"].float())
     assert same_video["obs_mask"][5:].sum() == same_video["latent_mask"][5:].sum() == 0
 
@@ -149,7 +161,7 @@ def train_set():
 
 def batches(loader, count):
     iterator = iter(loader)
-    return [next(iterator) for _ in range(count)]
+    return [flat(next(iterator)) for _ in range(count)]
 
 
 def test_loader_batches(train_set):
@@ -194,22 +206,20 @@ def test_finite_dataset_epochs_visit_every_video_once(tmp_path):
     assert sorted(epoch0) == sorted(epoch1) == list(range(5)) and epoch0 != epoch1
     rng = np.random.default_rng(0)
     assert all(examples.pad_video_index(g, rng) != examples.video_index(g) for g in range(20))
-    batch = collate_examples([examples[g] for g in range(4)])
+    batch = flat(collate_examples([examples[g] for g in range(4)]))
     assert batch["x0"].shape == (4, 6, 1, 16, 16)
 
 
 def whole_clip_example(examples: TrainingExamples, g: int) -> dict[str, torch.Tensor]:
     """Example g built the straightforward way: load whole clips, then pick the task's frames."""
-    dataset, seed = examples.dataset, examples.seed
-    rng = np.random.default_rng([seed, _EXAMPLE_STREAM, g])
-    with seeded_global_rngs([seed, _LOAD_STREAM, g, 0]):
-        video = dataset[examples.video_index(g)][0]
+    dataset = examples.dataset
+    rng = examples.example_rng(g)
+    video = dataset.item(examples.video_index(g), examples.window_rng(g, 0))[0]
     task = sample_task(video.shape[0], examples.max_frames, examples.distribution, rng)
     pad_video = None
     if examples.pad_with_random_frames and len(task[0]) + len(task[1]) < examples.max_frames:
         pad_index = examples.pad_video_index(g, rng)
-        with seeded_global_rngs([seed, _LOAD_STREAM, g, 1]):
-            pad_video = dataset[pad_index][0]
+        pad_video = dataset.item(pad_index, examples.window_rng(g, 1))[0]
     return build_example(video, task, examples.max_frames, rng, pad_video=pad_video)
 
 
@@ -229,7 +239,7 @@ def test_examples_load_only_their_frames_yet_equal_whole_clip_examples(
             dataset, 6, distribution=distribution, seed=2, pad_with_random_frames=pad_with_random_frames
         )
         for g in range(6):
-            expected, item = whole_clip_example(examples, g), examples[g]
+            expected, item = row(whole_clip_example(examples, g)), row(examples[g]["frames"])
             assert all(torch.equal(item[key], expected[key]) for key in expected), (type(dataset).__name__, g)
 
 
@@ -253,7 +263,7 @@ def test_datasets_without_their_own_clip_fall_back_to_whole_items():
     dataset = InMemoryVideos([10, 10, 10])
     frames, info = dataset.clip(2, [9, 1, 1])
     assert frames.view(-1, 4)[:, 0].tolist() == [11.0, 3.0, 3.0] and info["frame_indices"].tolist() == [9, 1, 1]
-    item = TrainingExamples(dataset, 4, seed=0)[1]
+    item = row(TrainingExamples(dataset, 4, seed=0)[1]["frames"])
     real = item["obs_mask"].view(-1) + item["latent_mask"].view(-1) > 0
     video = float(item["frames"][0, 0, 0, 0] - item["frame_indices"][0])  # which video the task used
     assert torch.equal(item["frames"][real, 0, 0, 0], video + item["frame_indices"][real].float())
@@ -278,15 +288,30 @@ def test_loader_errors(train_set, tmp_path):
         TrainingExamples(short, 8)
 
 
-def test_global_rngs_are_seeded_per_example_and_restored():
-    torch.manual_seed(0)
-    expected_next = torch.rand(1)
-    torch.manual_seed(0)
-    with seeded_global_rngs([1, 2]):
-        first = (torch.rand(1), np.random.rand())
-    with seeded_global_rngs([1, 2]):
-        assert (torch.rand(1), np.random.rand()) == first
-    assert torch.equal(torch.rand(1), expected_next)
+def seed_global_rngs(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def global_draws() -> tuple[float, float, float]:
+    """One draw from each global RNG: torch's, NumPy's and Python's."""
+    return float(torch.rand(1)), float(np.random.rand()), random.random()
+
+
+def test_examples_are_seeded_per_example_and_leave_the_global_rngs_alone(tmp_path):
+    (tmp_path / "train").mkdir()
+    for n in range(2):  # 40-frame videos, 16-frame random training windows
+        np.save(tmp_path / "train" / f"{n}.npy", np.random.default_rng(n).integers(0, 256, (40, 8, 8, 3), dtype=np.uint8))
+    examples = TrainingExamples(build_dataset("mazes", "train", T=16, image_size=8, data_dir=tmp_path), 6, seed=1)
+    seed_global_rngs(0)
+    expected_next = global_draws()
+    seed_global_rngs(0)
+    first = [row(examples[g]["frames"]) for g in range(4)]
+    assert global_draws() == expected_next  # loading drew nothing from the global RNGs
+    seed_global_rngs(5)  # nor does it depend on them
+    again = [row(examples[g]["frames"]) for g in range(4)]
+    assert all(torch.equal(a[key], b[key]) for a, b in zip(first, again) for key in a)
 
 
 def test_observed_share_sets_the_share_of_conditional_tasks() -> None:

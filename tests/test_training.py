@@ -74,7 +74,7 @@ def test_flags_override_yaml_which_overrides_defaults(tmp_path):
     assert config.train.weight_decay == 0.0  # default
     assert config.train.ema_rate == (0.99, 0.999)
     assert config.model.use_checkpoint is True
-    assert config.model.max_frames == config.data.max_frames == 4
+    assert config.network.max_frames == config.data.max_frames == 4
 
 
 def test_help_says_batch_size_is_global():
@@ -87,7 +87,7 @@ def test_presets_resolve_to_the_paper_sizes():
     sizes = {}
     for name in ("mazes", "minerl", "carla", "moving_mnist_cpu"):
         config = resolve_run_config(load_yaml_config(ROOT / "configs" / f"{name}.yaml"))
-        sizes[name] = (config.model.image_size, config.data.T, config.data.max_frames)
+        sizes[name] = (config.network.image_size, config.data.T, config.data.max_frames)
     assert sizes["mazes"] == (64, 300, 20)
     assert sizes["minerl"] == (64, 500, 20)
     assert sizes["carla"] == (128, 1000, 20)
@@ -151,16 +151,15 @@ def test_loss_falls_on_a_fixed_batch(tmp_path):
     """Training lowers the diffusion loss of a fixed batch with fixed timesteps and noise."""
     config = resolve_run_config(tiny_run_config(lr=2e-3, max_steps=25, batch_size=4, log_interval=25))
     trainer = Trainer(config, tmp_path, out=io.StringIO())
-    batch = next(iter(trainer.loader))
+    batch = next(iter(trainer.loader))["frames"]
     generator = torch.Generator().manual_seed(0)
     t = torch.randint(10, 90, (4,), generator=generator)
-    noise = torch.randn(batch["x0"].shape, generator=generator)
-    kwargs = {k: batch[k] for k in ("frame_indices", "obs_mask", "latent_mask")}
+    noise = torch.randn(batch.x0.shape, generator=generator)
 
     def fixed_batch_loss() -> float:
         trainer.model.eval()
         with torch.no_grad():
-            return float(trainer.diffusion.training_losses(trainer.model, batch["x0"], t, kwargs, noise=noise)["loss"].mean())
+            return float(trainer.diffusion.training_losses(trainer.model, batch, t, noise=noise)["loss"].mean())
 
     before = fixed_batch_loss()
     trainer.train()
@@ -256,7 +255,7 @@ def test_metrics_logs_and_sample_videos(tmp_path):
     assert (tmp_path / "samples" / "step_0000002.gif").stat().st_size > 0
     assert (tmp_path / "samples" / "step_0000002.mp4").stat().st_size > 0
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
-    assert load_run_config(tmp_path).model.in_channels == 1
+    assert load_run_config(tmp_path).network.in_channels == 1
 
 
 def test_progress_prints_plain_lines_when_not_a_tty():

@@ -1,7 +1,8 @@
-"""Configuration dataclasses for the network and the diffusion process.
+"""Configuration sections: the U-Net, the diffusion process, the data and training, and the network config.
 
-These are saved next to the weights in every flexvid checkpoint, so a checkpoint alone rebuilds
-the model. Field names follow the reference implementation's flags.
+Each setting is a field whose metadata (`setting`) holds its help text, its allowed values and whether
+a resumed run may change it, so the `flexvid train` flags, YAML presets and saved configs all take
+their names and documentation from here. `flexvid.run_config.RunConfig` joins the sections.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from flexvid.errors import ConfigError
@@ -21,26 +22,47 @@ CHANNEL_MULT_BY_IMAGE_SIZE: dict[int, tuple[int, ...]] = {
     128: (1, 1, 2, 3, 4),
     256: (1, 1, 2, 2, 4, 4),
 }
+PRECISIONS = ("fp32", "bf16", "fp16")
+# Names of flexvid.diffusion's schedules and timestep samplers and flexvid.data.tasks' distributions, kept
+# here so that reading a config needs no torch (tests/test_run_config.py checks they match).
+NOISE_SCHEDULES = ("linear", "cosine")
+SCHEDULE_SAMPLERS = ("uniform", "loss-second-moment")
+TASK_DISTRIBUTIONS = ("fdm", "uniform", "autoregressive")
 
 
-@dataclass
-class ModelConfig:
-    """Architecture of the FDM video U-Net."""
+def setting(default: Any, help: str, *, choices: tuple[str, ...] | None = None, resumable: bool = False) -> Any:
+    """A config field with its `--help` text, its allowed values, and whether a resumed run may change it
+    (bookkeeping that never changes the numbers a run computes)."""
+    return field(default=default, metadata={"help": help, "choices": choices, "resumable": resumable})
+
+
+@dataclass(frozen=True)
+class ArchitectureConfig:
+    """The U-Net's architecture: the `model` section of a run (its frames, K and learn_sigma come from the
+    `data` and `diffusion` sections)."""
+
+    num_channels: int = setting(128, "base channel count of the U-Net")
+    num_res_blocks: int = setting(2, "residual blocks per U-Net level")
+    channel_mult: tuple[int, ...] | None = setting(
+        None, "comma-separated channel multipliers per U-Net level (default: chosen by image_size)"
+    )
+    num_heads: int = setting(4, "attention heads")
+    num_heads_upsample: int = setting(-1, "attention heads of the upsampling half; -1: num_heads")
+    attention_resolutions: tuple[int, ...] = setting((16, 8), "comma-separated feature-map sizes with attention")
+    dropout: float = setting(0.0, "dropout rate")
+    use_scale_shift_norm: bool = setting(True, "the timestep scales and shifts the normalised features")
+    use_rpe_net: bool = setting(True, "relative position encodings from an MLP (off: a look-up table over K)")
+    use_checkpoint: bool = setting(False, "gradient checkpointing: less memory, more compute")
+
+
+@dataclass(frozen=True)
+class ModelConfig(ArchitectureConfig):
+    """Everything the FDM video U-Net is built from: its architecture and the frames it works on."""
 
     image_size: int = 64
     in_channels: int = 3
-    num_channels: int = 128
-    num_res_blocks: int = 2
-    channel_mult: tuple[int, ...] | None = None  # None: chosen by image_size
-    num_heads: int = 4
-    num_heads_upsample: int = -1  # -1: same as num_heads
-    attention_resolutions: tuple[int, ...] = (16, 8)  # feature-map sizes that get attention
-    dropout: float = 0.0
     learn_sigma: bool = False  # output variance values as well as epsilon
-    use_scale_shift_norm: bool = True
-    use_rpe_net: bool = True  # relative position encodings from an MLP (False: look-up table)
     max_frames: int = 20  # K: frames per network call (sizes the look-up-table RPE)
-    use_checkpoint: bool = False  # gradient checkpointing
 
     def resolved_channel_mult(self) -> tuple[int, ...]:
         """The channel multipliers, from `channel_mult` or the image-size default."""
@@ -55,30 +77,74 @@ class ModelConfig:
         return CHANNEL_MULT_BY_IMAGE_SIZE[self.image_size]
 
 
-@dataclass
+@dataclass(frozen=True)
 class DiffusionConfig:
     """The Gaussian diffusion process and its parameterisation."""
 
-    diffusion_steps: int = 1000
-    noise_schedule: str = "linear"  # linear | cosine
-    timestep_respacing: str = ""  # "" (all steps), "250", "ddim100", "10,10,20", ...
-    learn_sigma: bool = False  # learned-range variance (must match ModelConfig.learn_sigma)
-    sigma_small: bool = False  # fixed-small instead of fixed-large variance
-    predict_xstart: bool = False  # x0 prediction instead of epsilon prediction
-    use_kl: bool = False  # train on the rescaled variational bound only
-    rescale_timesteps: bool = True  # network sees t scaled to [0, 1000)
-    rescale_learned_sigmas: bool = True  # MSE + lambda * VLB when sigma is learned
+    diffusion_steps: int = setting(1000, "diffusion steps")
+    noise_schedule: str = setting("linear", "beta schedule", choices=NOISE_SCHEDULES)
+    timestep_respacing: str = setting("", 'sampled steps: "" (all), "250", "ddim100", "10,10,20", ...')
+    learn_sigma: bool = setting(False, "learn the variance as well (learned-range sigma)")
+    sigma_small: bool = setting(False, "fixed-small instead of fixed-large variance")
+    predict_xstart: bool = setting(False, "the network predicts x0 instead of epsilon")
+    use_kl: bool = setting(False, "train on the rescaled variational bound only")
+    rescale_timesteps: bool = setting(True, "the network sees t scaled to [0, 1000)")
+    rescale_learned_sigmas: bool = setting(True, "MSE + lambda * VLB when sigma is learned")
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataConfig:
-    """Which videos to train on or complete, and how they are cut into examples."""
+    """Which videos to train on or complete, their frames, and how they are cut into examples."""
 
-    dataset: str = "moving_mnist"  # a name from flexvid.data (moving_mnist, mazes, minerl, carla_no_traffic, folder)
-    data_dir: str | None = None
-    T: int | None = None  # video length; None: the dataset's default
-    max_frames: int = 20  # K: frames per training example / network call
-    num_workers: int = 2
+    dataset: str | None = setting(
+        "moving_mnist", "dataset name (moving_mnist and panorama are generated: no download)"
+    )  # None: not recorded (weights saved without their data section)
+    data_dir: str | None = setting(None, "directory with the dataset's files", resumable=True)
+    T: int | None = setting(None, "video length in frames (default: the dataset's)")
+    image_size: int | None = setting(None, "frame height and width (default: the dataset's)")
+    channels: int | None = setting(None, "channels per frame (default: the dataset's, which a given value must match)")
+    max_frames: int = setting(20, "K: frames per training example and per network call")
+    num_workers: int = setting(2, "data-loading worker processes per training process", resumable=True)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, logging and checkpointing settings of a training run."""
+
+    batch_size: int = setting(
+        8, "GLOBAL batch size: videos per optimiser step summed over all processes; each of N torchrun "
+        "processes trains on batch_size / N"
+    )
+    microbatch: int = setting(0, "videos per forward/backward pass in each process; 0: all at once", resumable=True)
+    lr: float = setting(1e-4, "AdamW learning rate")
+    weight_decay: float = setting(0.0, "AdamW weight decay")
+    lr_anneal_steps: int = setting(0, "anneal the learning rate linearly to 0 over this many steps; 0: constant")
+    ema_rate: tuple[float, ...] = setting((0.9999,), "comma-separated EMA rates")
+    grad_clip: float = setting(0.0, "clip the global gradient norm to this value; 0: no clipping")
+    precision: str = setting("fp32", "autocast precision (fp16 adds a gradient scaler)", choices=PRECISIONS)
+    schedule_sampler: str = setting("uniform", "how training draws diffusion steps", choices=SCHEDULE_SAMPLERS)
+    task_distribution: str = setting("fdm", "which frames training tasks observe and generate", choices=TASK_DISTRIBUTIONS)
+    pad_with_random_frames: bool = setting(True, "fill examples shorter than K with frames of another video")
+    observed_share: float | None = setting(
+        None, "share of training tasks that have observed frames, 0..1 (default: as the task distribution "
+        "draws them, about 0.29 for fdm)"
+    )
+    init_from: str | None = setting(
+        None, "start from these weights (a checkpoint directory such as pretrained/moving_mnist, a .safetensors "
+        "file or an authors' .pt) with a fresh optimiser: fine-tuning; the model settings must match"
+    )
+    seed: int = setting(0, "random seed")
+    max_steps: int = setting(10000, "train until this many optimiser steps", resumable=True)
+    log_interval: int = setting(10, "steps between metric logs", resumable=True)
+    save_interval: int = setting(1000, "steps between checkpoints", resumable=True)
+    sample_interval: int = setting(1000, "steps between logged sample videos; 0: never", resumable=True)
+    sample_steps: int = setting(20, "DDIM steps of the logged sample videos", resumable=True)
+    num_sample_videos: int = setting(2, "videos in each logged sample", resumable=True)
+    keep_checkpoints: int = setting(3, "how many of the newest checkpoints to keep", resumable=True)
+    tensorboard: bool = setting(True, "write TensorBoard logs", resumable=True)
+    wandb: bool = setting(False, "also log to wandb (WANDB_MODE=offline works without an account)", resumable=True)
+    wandb_project: str = setting("flexvid", "wandb project name", resumable=True)
+    device: str = setting("auto", "auto, cpu or cuda", resumable=True)
 
 
 def dataclass_from_dict(cls: type, values: dict[str, Any]) -> Any:
@@ -93,11 +159,16 @@ def dataclass_from_dict(cls: type, values: dict[str, Any]) -> Any:
             raise ConfigError(
                 f"{cls.__name__} key {name} must be {_type_name(hints[name])}, got {value!r}; fix its value."
             )
-    kwargs = dict(values)
-    for f in dataclasses.fields(cls):
-        if f.name in kwargs and isinstance(kwargs[f.name], list):
-            kwargs[f.name] = tuple(kwargs[f.name])
+    kwargs = {name: tuple(value) if isinstance(value, list) else value for name, value in values.items()}
     return cls(**kwargs)
+
+
+def field_type(cls: type, name: str) -> Any:
+    """The annotation of field `name` of dataclass `cls`, without `| None`."""
+    hint = typing.get_type_hints(cls)[name]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        (hint,) = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+    return hint
 
 
 def _has_type(value: Any, hint: Any) -> bool:
@@ -137,8 +208,13 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 __all__ = [
     "CHANNEL_MULT_BY_IMAGE_SIZE",
-    "ModelConfig",
+    "ArchitectureConfig",
+    "DataConfig",
     "DiffusionConfig",
+    "ModelConfig",
+    "TrainConfig",
     "dataclass_from_dict",
+    "field_type",
+    "setting",
     "to_dict",
 ]

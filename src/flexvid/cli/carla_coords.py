@@ -14,6 +14,7 @@ from flexvid.errors import DatasetError
 from flexvid.eval.carla_metrics import COORDS_SUBDIR, PREDICTED_DATASET_COORDS_SUBDIR, PROVENANCE_FILE
 from flexvid.eval.carla_position import CarlaPositionModel, load_position_model
 from flexvid.eval.carla_train import SPLITS, carla_split_files, load_frames
+from flexvid.eval_layout import sample_files, sample_id, samples_dir
 from flexvid.files import atomic_write, atomic_write_json
 
 
@@ -32,13 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     path = Path(args.path)
-    is_eval_dir = (path / "samples").is_dir()
+    is_eval_dir = samples_dir(path).is_dir()
     if not is_eval_dir and not any(path.glob("video_*.pt")):
         raise DatasetError(f"{path} has neither a samples/ folder nor video_<i>.pt files; give an evaluation or CARLA dataset directory.")
     model = load_position_model(args.classifier, args.regressor, args.device)
     if is_eval_dir:
         out = Path(args.out) if args.out else path / COORDS_SUBDIR
-        written = write_sample_coords(model, path / "samples", out, args.batch_size, args.overwrite)
+        written = write_sample_coords(model, path, out, args.batch_size, args.overwrite)
     else:
         out = Path(args.out) if args.out else path / PREDICTED_DATASET_COORDS_SUBDIR
         written = write_dataset_coords(model, path, out, args.split, args.batch_size, args.overwrite)
@@ -47,12 +48,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def write_sample_coords(
-    model: CarlaPositionModel, samples_dir: Path, out_dir: Path, batch_size: int = 8, overwrite: bool = False
+    model: CarlaPositionModel, eval_dir: Path, out_dir: Path, batch_size: int = 8, overwrite: bool = False
 ) -> int:
-    """samples/sample_NNNN-K.npy (uint8 T x 3 x H x W) -> out_dir/coords_NNNN-K.npy (T x 2); returns files written."""
-    files = sorted(samples_dir.glob("*.npy"))
+    """EVAL_DIR/samples/sample_NNNN-K.npy (uint8 T x 3 x H x W) -> out_dir/coords_NNNN-K.npy (T x 2); returns files written."""
+    files = sample_files(eval_dir)
     if not files:
-        raise DatasetError(f"No .npy samples in {samples_dir}; run the sampler first.")
+        raise DatasetError(f"No .npy samples in {samples_dir(eval_dir)}; run the sampler first.")
 
     def load(path: Path) -> torch.Tensor:
         video = np.load(path)
@@ -62,7 +63,7 @@ def write_sample_coords(
             )
         return torch.from_numpy(video)
 
-    names = [(path, "coords_" + path.stem.removeprefix("sample_") + ".npy") for path in files]
+    names = [(path, f"coords_{sample_id(video, sample)}.npy") for video, sample, path in files]
     return _write_all(model, names, load, out_dir, batch_size, overwrite)
 
 

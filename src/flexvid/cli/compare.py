@@ -7,6 +7,7 @@ from pathlib import Path
 
 from flexvid.errors import ConfigError
 from flexvid.eval.compare import DEFAULT_SCHEMES, CompareSettings, run_comparison
+from flexvid.schemes.stage import LATENT_FRAMES_DEFAULT
 
 DEFAULTS = CompareSettings(checkpoint="", out="")
 
@@ -19,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n_obs", type=int, default=DEFAULTS.n_obs, help="observed frames at the start of each test video")
     parser.add_argument("--num_videos", type=int, default=DEFAULTS.num_videos, help="test videos 0..N-1")
     parser.add_argument("--num_samples", type=int, default=DEFAULTS.num_samples, help="k samples per video (best of k)")
-    parser.add_argument("--max_latent_frames", type=int, default=None, help="latent frames per stage (default K/2)")
+    parser.add_argument("--max_latent_frames", type=int, default=None, help=f"latent frames per stage (default {LATENT_FRAMES_DEFAULT})")
     parser.add_argument("--sampler", choices=["ddpm", "ddim"], default=DEFAULTS.sampler)
     parser.add_argument("--steps", type=int, default=DEFAULTS.steps, help="diffusion steps of the sampler")
     parser.add_argument("--eta", type=float, default=DEFAULTS.eta, help="DDIM noise scale")

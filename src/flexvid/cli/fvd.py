@@ -8,13 +8,13 @@ fvd-<N>-<sample_idx>.json (the number with its protocol and the I3D weights' SHA
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
 
 from flexvid.errors import ConfigError
 from flexvid.eval.fvd import fvd_of_eval_dir
 from flexvid.eval.i3d import load_i3d
+from flexvid.eval_layout import fvd_paths
 from flexvid.files import atomic_write_json, atomic_write_text
 
 
@@ -46,14 +46,14 @@ def run(args: argparse.Namespace) -> int:
         f"(sample {args.sample_idx}, observed frames included; I3D {weights['file']} sha256 {weights['sha256'][:12]}...)",
         flush=True,
     )
-    stem = Path(args.eval_dir) / f"fvd-{protocol['num_videos']}-{args.sample_idx}"
+    text_path, json_path = fvd_paths(args.eval_dir, protocol["num_videos"], args.sample_idx)
     try:
-        atomic_write_text(stem.with_suffix(".txt"), f"{result['fvd']!r}\n")
-        atomic_write_json(stem.with_suffix(".json"), result, sort_keys=True, default=str)
+        atomic_write_text(text_path, f"{result['fvd']!r}\n")
+        atomic_write_json(json_path, result, sort_keys=True, default=str)
     except OSError as err:
         raise ConfigError(
-            f"Could not write {stem}.txt and .json ({err.strerror or err}); the score is printed above, "
+            f"Could not write {text_path} and {json_path.name} ({err.strerror or err}); the score is printed above, "
             "and running again once the evaluation directory is writable saves it with its protocol."
         ) from None
-    print(f"wrote {stem.with_suffix('.txt')} and {stem.with_suffix('.json')}")
+    print(f"wrote {text_path} and {json_path}")
     return 0

@@ -20,8 +20,8 @@ from flexvid.eval.eval_dir import (
     load_video_file,
     paired_videos,
     read_settings,
-    sample_path,
 )
+from flexvid.eval_layout import metrics_path, sample_path, samples_dir
 from flexvid.eval.frame_metrics import PSNR_MAX_DB, SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW, evaluate_videos
 from flexvid.eval.weights import ALEXNET, find_installed, where_to_get
 from flexvid.files import atomic_write_json
@@ -51,7 +51,7 @@ def _num_samples(eval_dir: Path, requested: int | None) -> int:
     while count in first:
         count += 1
     if count == 0:
-        raise DatasetError(f"No samples of test video 0 in {eval_dir / 'samples'}; generate samples first.")
+        raise DatasetError(f"No samples of test video 0 in {samples_dir(eval_dir)}; generate samples first.")
     return count
 
 
@@ -73,11 +73,9 @@ def _scheme_loss(args: argparse.Namespace, settings: EvalSettings, truth: Ground
     """The scheme's test diffusion loss on the first `num_videos` test videos."""
     from flexvid.checkpoint import load_pretrained
     from flexvid.eval.scheme_loss import scheme_loss
-    from flexvid.schemes import scheme_stages
+    from flexvid.schemes import AdaptivePlan, latent_frames_per_stage, scheme_stages
 
-    from flexvid.schemes.adaptive import AdaptivePlan
-
-    step_size = settings.extra.get("max_latent_frames") or settings.max_frames // 2
+    step_size = latent_frames_per_stage(settings.max_frames, settings.extra.get("max_latent_frames"))
     plan = scheme_stages(
         settings.sampling_scheme, video_length=settings.T, num_observed_frames=settings.n_obs,
         max_frames=settings.max_frames, step_size=step_size,
@@ -123,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     sample_indices = list(range(k))
     num_videos = args.num_videos if args.num_videos is not None else count_leading_videos(eval_dir, sample_indices)
     if num_videos < 1:
-        raise DatasetError(f"No test video has samples {sample_indices} in {eval_dir / 'samples'}; lower --num_samples.")
+        raise DatasetError(f"No test video has samples {sample_indices} in {samples_dir(eval_dir)}; lower --num_samples.")
     truth = GroundTruth(settings, gt_dir=args.gt_dir, data_dir=args.data_dir)
     lpips, lpips_info = _lpips(args)
     pairs = paired_videos(eval_dir, truth, num_videos, sample_indices)
@@ -158,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{group}: {means}", flush=True)
     if "loss" in result:
         print(f"scheme loss: {result['loss']['per_generated_frame']:.5f} per generated frame", flush=True)
-    out = Path(args.out) if args.out else eval_dir / f"metrics-{num_videos}-{k}.json"
+    out = Path(args.out) if args.out else metrics_path(eval_dir, num_videos, k)
     try:
         atomic_write_json(out, result, sort_keys=True, default=str)
     except OSError as err:

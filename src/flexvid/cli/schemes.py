@@ -4,14 +4,17 @@ compute an optimised scheme's schedule for a checkpoint (`schemes optimize`)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 from flexvid.schemes import (
+    LATENT_FRAMES_DEFAULT,
     AdaptiveScheme,
     get_scheme,
     is_scheme_file,
+    latent_frames_per_stage,
     plan_stages,
     render_scheme_png,
     scheme_class,
@@ -29,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     show.add_argument("--n_obs", type=int, default=None, help="frames observed at the start (default 36)")
     show.add_argument("--max_frames", type=int, default=None, help="K, frames per network call (default 20)")
     show.add_argument("--max_latent_frames", type=int, default=None,
-                      help="frames generated per stage (default max_frames // 2)")
+                      help=f"frames generated per stage (default {LATENT_FRAMES_DEFAULT})")
     show.add_argument("--schedule", default=None, help="schedule file (.pt or .json) for the optimized scheme")
     show.add_argument("--base", default=None, help="base scheme of the optimized scheme (default autoreg)")
     show.add_argument("--json", action="store_true", help="print the stages as JSON: [{\"obs\": [...], \"latent\": [...]}]")
@@ -47,7 +50,7 @@ def _add_optimize_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n_obs", type=int, required=True, help="frames observed at the start")
     parser.add_argument("--max_frames", type=int, default=None, help="K, frames per network call (default: as trained)")
     parser.add_argument("--max_latent_frames", type=int, default=None,
-                        help="frames generated per stage (default max_frames // 2)")
+                        help=f"frames generated per stage (default {LATENT_FRAMES_DEFAULT})")
     parser.add_argument("--out", required=True,
                         help="where to write the result: .pt or .json (a schedule for the optimized scheme), or .yaml "
                         "(a scheme file: `flexvid sample CHECKPOINT --sampling_scheme FILE.yaml`)")
@@ -83,8 +86,7 @@ def _show(args: argparse.Namespace) -> int:
     if not is_scheme_file(args.name):
         defaults = {"video_length": 300, "num_observed_frames": 36, "max_frames": 20}
         values = {key: defaults[key] if value is None and key in defaults else value for key, value in values.items()}
-        if values["step_size"] is None:
-            values["step_size"] = values["max_frames"] // 2
+        values["step_size"] = latent_frames_per_stage(values["max_frames"], values["step_size"])
     scheme = get_scheme(args.name, **values, **options)
     if isinstance(scheme, AdaptiveScheme):
         return _show_adaptive(scheme, args)
@@ -126,7 +128,6 @@ def _draw(stages: list, video_length: int, args: argparse.Namespace) -> None:
 def _optimize(args: argparse.Namespace) -> int:
     """Load the model and training videos, optimise stage by stage (resumable), write the result."""
     from flexvid.checkpoint import load_pretrained
-    from flexvid.config import DiffusionConfig, dataclass_from_dict
     from flexvid.data.base import build_dataset
     from flexvid.diffusion import build_diffusion
     from flexvid.schemes.optimize import (
@@ -134,26 +135,24 @@ def _optimize(args: argparse.Namespace) -> int:
         partial_path, write_schedule,
     )
 
-    from flexvid.sampling.generate import trained_max_frames
-
     out = check_output(args.out)
     pretrained = load_pretrained(args.checkpoint, device=args.device)
     config = pretrained.config
-    data = config.get("data", {})
-    max_frames = args.max_frames or trained_max_frames(config)
+    data = config.data
+    max_frames = args.max_frames or data.max_frames
     settings = OptimizeSettings(
         base=args.base, video_length=args.T, num_observed_frames=args.n_obs, max_frames=max_frames,
-        step_size=args.max_latent_frames or max_frames // 2, num_videos=args.num_videos,
+        step_size=latent_frames_per_stage(max_frames, args.max_latent_frames), num_videos=args.num_videos,
         num_timesteps=args.num_timesteps, batch_size=args.batch_size, seed=args.seed,
     )
     check_settings(settings)
     base_stages(settings)  # a bad base scheme or parameters fail before the training videos load
     # The loss is estimated on the diffusion's own steps, whatever respacing the checkpoint samples with.
-    diffusion_config = dataclass_from_dict(DiffusionConfig, {**config["diffusion"], "timestep_respacing": ""})
-    data_dir = args.data_dir or data.get("data_dir")
-    dataset = build_dataset(data.get("dataset"), "train", T=args.T, image_size=config["model"]["image_size"], data_dir=data_dir)
+    diffusion_config = dataclasses.replace(config.diffusion, timestep_respacing="")
+    data_dir = args.data_dir or data.data_dir
+    dataset = build_dataset(data.dataset, "train", T=args.T, image_size=data.image_size, data_dir=data_dir)
     videos = load_training_videos(dataset, settings.num_videos, settings.seed)
-    identity = {"model_sha256": model_digest(pretrained.model), "dataset": data.get("dataset"),
+    identity = {"model_sha256": model_digest(pretrained.model), "dataset": data.dataset,
                 "data_dir": None if data_dir is None else str(data_dir)}
     partial = partial_path(out)
     if partial.is_file():

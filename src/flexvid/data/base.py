@@ -2,12 +2,13 @@
 
 An item is `(video, info)`: `video` is a float32 tensor (T, C, H, W) in [-1, 1]; `info` is a dict
 of metadata (at least `"index"`, the item's position in the split; CARLA adds `"coords"`).
-`clip(index, frame_indices)` returns only chosen frames of an item, exactly as slicing the item
+`clip(index, frame_indices, rng)` returns only chosen frames of an item, exactly as slicing the item
 would; training uses it because an example needs at most K of the T frames, and datasets whose
 files allow it (memory-mapped `.npy` and `.pt`, generated videos) then read and convert only those.
-Datasets that draw random numbers (e.g. a random training window) use the global torch / NumPy /
-Python RNGs: the training loader (flexvid.data.loader) seeds them per example, which makes training
-data exactly reproducible and resumable.
+Datasets that draw random numbers (e.g. a random training window) draw them from the NumPy
+Generator `rng` that `item` and `clip` take (a fresh unseeded one when None): the training loader
+(flexvid.data.loader) passes one seeded per example, which makes training data exactly reproducible
+and resumable.
 """
 
 from __future__ import annotations
@@ -47,14 +48,23 @@ class VideoDataset(Dataset, abc.ABC):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
         """Item `index`: `(video (T, C, H, W) float32 in [-1, 1], info)`."""
 
-    def clip(self, index: int, frame_indices: Sequence[int] | np.ndarray) -> tuple[torch.Tensor, dict[str, Any]]:
+    def item(self, index: int, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Item `index`, its random choices (e.g. a training window) drawn from `rng`.
+
+        This default is `self[index]`, for datasets that draw nothing; those that draw override it.
+        """
+        return self[index]
+
+    def clip(
+        self, index: int, frame_indices: Sequence[int] | np.ndarray, rng: np.random.Generator | None = None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
         """Frames `frame_indices` (positions 0..T-1 in item `index`; any order, repeats allowed) as
-        `(frames (n, C, H, W), info)`: the same as `self[index]` sliced, drawing the same random window.
+        `(frames (n, C, H, W), info)`: the same as `self.item(index, rng)` sliced, for an `rng` in the same state.
 
         This default loads the whole item and slices it; datasets override it to load only those frames.
         """
         positions = frame_positions(frame_indices, self.T)
-        video, info = self[index]
+        video, info = self.item(index, rng)
         if video.shape[0] != self.T:
             raise DatasetError(
                 f"Item {index} of dataset {self.name!r} has {video.shape[0]} frames, but the dataset's T is "
@@ -68,15 +78,24 @@ class FrameReadingDataset(VideoDataset):
     `dataset[index]` and `clip`, so a K-frame training example reads and converts only K frames."""
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
-        return self._read_clip(index, None)
+        return self._read_clip(index, None, None)
 
-    def clip(self, index: int, frame_indices: Sequence[int] | np.ndarray) -> tuple[torch.Tensor, dict[str, Any]]:
+    def item(self, index: int, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Item `index` with all T frames, its random choices drawn from `rng`, read by `_read_clip`."""
+        return self._read_clip(index, None, rng)
+
+    def clip(
+        self, index: int, frame_indices: Sequence[int] | np.ndarray, rng: np.random.Generator | None = None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
         """Only the chosen frames of item `index` (checked positions 0..T-1), read by `_read_clip`."""
-        return self._read_clip(index, frame_positions(frame_indices, self.T))
+        return self._read_clip(index, frame_positions(frame_indices, self.T), rng)
 
     @abc.abstractmethod
-    def _read_clip(self, index: int, positions: np.ndarray | None) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Item `index` with all T frames (`positions` None) or only the frames at `positions`."""
+    def _read_clip(
+        self, index: int, positions: np.ndarray | None, rng: np.random.Generator | None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Item `index` with all T frames (`positions` None) or only the frames at `positions`; random
+        choices (a window) come from `rng`, or a fresh unseeded generator when it is None."""
 
 
 def frame_positions(frame_indices: Sequence[int] | np.ndarray, T: int) -> np.ndarray:
@@ -110,6 +129,7 @@ class DatasetSpec:
     default_image_size: int
     needs_data_dir: bool
     prepare_hint: str  # the command that prepares the data, for error messages
+    channels: int  # of the frames the factory makes (with its default options)
 
 
 _REGISTRY: dict[str, DatasetSpec] = {}
@@ -122,12 +142,13 @@ def register_dataset(
     default_image_size: int,
     needs_data_dir: bool = True,
     prepare_hint: str = "",
+    channels: int = 3,
 ) -> Callable[[Callable[..., VideoDataset]], Callable[..., VideoDataset]]:
     """Decorator: register a factory `f(split, *, T, image_size, data_dir, **options)`."""
 
     def wrap(factory: Callable[..., VideoDataset]) -> Callable[..., VideoDataset]:
         _REGISTRY[name] = DatasetSpec(
-            name, factory, default_T, default_image_size, needs_data_dir, prepare_hint
+            name, factory, default_T, default_image_size, needs_data_dir, prepare_hint, channels
         )
         return factory
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from flexvid.data.base import FrameReadingDataset, register_dataset, select_frame_info
-from flexvid.data.video_decode import clip_start, keep_long_enough, resize_center_crop, shard_items
+from flexvid.data.video_decode import clip_start, keep_long_enough, resize_center_crop
 from flexvid.errors import DatasetError
 from flexvid.video_io import from_uint8
 
@@ -76,8 +76,6 @@ class CarlaVideos(FrameReadingDataset):
         *,
         T: int,
         image_size: int,
-        shard: int = 0,
-        num_shards: int = 1,
         short_videos: str = "skip",
         random_window: bool | None = None,
     ) -> None:
@@ -105,8 +103,8 @@ class CarlaVideos(FrameReadingDataset):
             )
         shapes = [tuple(load_carla_video(data_dir / n).shape) for n in names]
         kept = keep_long_enough(names, [s[0] for s in shapes], T, short_videos, str(csv_path))
-        self.files = shard_items([data_dir / names[i] for i in kept], shard, num_shards)
-        self.lengths = shard_items([shapes[i][0] for i in kept], shard, num_shards)
+        self.files = [data_dir / names[i] for i in kept]
+        self.lengths = [shapes[i][0] for i in kept]
         self.frame_shape = shapes[kept[0]][1:]
         self.has_coords = all(self._side_file("coords", p).is_file() for p in self.files)
         self.has_actions = all(self._side_file("actions", p).is_file() for p in self.files)
@@ -114,12 +112,14 @@ class CarlaVideos(FrameReadingDataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def _read_clip(self, index: int, positions: np.ndarray | None) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Item `index` (its T-frame window), or only the window's frames at `positions`: the
-        memory-mapped .pt is read and converted for those alone."""
+    def _read_clip(
+        self, index: int, positions: np.ndarray | None, rng: np.random.Generator | None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Item `index` (its T-frame window, drawn from `rng`), or only the window's frames at
+        `positions`: the memory-mapped .pt is read and converted for those alone."""
         path = self.files[index]
         video = load_carla_video(path)
-        start = clip_start(len(video), self.T, self.random_window)
+        start = clip_start(len(video), self.T, self.random_window, rng)
         window = video[start : start + self.T]
         frames = window if positions is None else window[torch.from_numpy(positions)]
         clip = from_uint8(frames.permute(0, 3, 1, 2))

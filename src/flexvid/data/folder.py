@@ -37,7 +37,6 @@ from flexvid.data.video_decode import (
     natural_key,
     read_video_frames,
     resize_center_crop,
-    shard_items,
 )
 from flexvid.errors import DatasetError
 from flexvid.files import atomic_write_json
@@ -221,8 +220,6 @@ class FolderVideos(FrameReadingDataset):
         image_size: int,
         frame_stride: int = 1,
         short_videos: str = "skip",
-        shard: int = 0,
-        num_shards: int = 1,
         random_window: bool | None = None,
         cache_dir: str | Path | None = None,
         backend: str = "auto",
@@ -251,7 +248,7 @@ class FolderVideos(FrameReadingDataset):
             )
         names, lengths = [e.path for e in readable], [e.num_frames for e in readable]
         kept = keep_long_enough(names, lengths, self.span, short_videos, str(root))
-        self.entries = shard_items([readable[i] for i in kept], shard, num_shards)
+        self.entries = [readable[i] for i in kept]
         self.load_failures: list[tuple[str, str]] = []
 
     @property
@@ -262,13 +259,15 @@ class FolderVideos(FrameReadingDataset):
     def __len__(self) -> int:
         return len(self.entries)
 
-    def _read_clip(self, index: int, positions: np.ndarray | None) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Item `index` (its T-frame window), or the window's frames at `positions` (arrays and image
-        folders read just those, videos are decoded up to the last one); a video that fails to load is
-        reported and the next one used."""
+    def _read_clip(
+        self, index: int, positions: np.ndarray | None, rng: np.random.Generator | None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Item `index` (its T-frame window, drawn from `rng`), or the window's frames at `positions`
+        (arrays and image folders read just those, videos are decoded up to the last one); a video that
+        fails to load is reported and the next one used."""
         for attempt in range(len(self.entries)):
             entry = self.entries[(index + attempt) % len(self.entries)]
-            start = clip_start(entry.num_frames, self.span, self.random_window)
+            start = clip_start(entry.num_frames, self.span, self.random_window, rng)
             try:
                 frames = self._read(entry, start, positions)
             except Exception as err:  # a file that broke after indexing must not stop a long run

@@ -1,8 +1,8 @@
 """The training data stream: an endless, sharded, exactly resumable sequence of FDM training batches.
 
 Every training example has a global number g = step * global_batch + row. Everything about example
-g (which video, which task, which padding frames, and the global RNG state a dataset sees while it
-loads) is a pure function of `(seed, g)`. Hence:
+g (which video, which task, which padding frames, and the rng its videos' random windows are drawn
+from) is a pure function of `(seed, g)`, seeded with flexvid.seeding. Hence:
 
 - sharding: process `rank` of `world_size` takes rows [rank * B, (rank + 1) * B) of each global batch
   (B = global_batch / world_size), so the processes together see exactly the batch one process
@@ -17,15 +17,14 @@ come from a second video (2g + 1, or a random other video of a finite dataset), 
 the task leaves slots free.
 
 Loading: the task is drawn on the T-frame clip first, then only its frames (and the padding
-frames) are loaded with `VideoDataset.clip`, which draws the same random window as loading the
-whole clip would; an example thus equals one built from whole clips, at a fraction of the cost.
+frames) are loaded with `VideoDataset.clip`, which draws the same random window from the example's
+window rng as `VideoDataset.item` (the whole clip) would; an example thus equals one built from whole
+clips, at a fraction of the cost.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import random
 import signal
 import sys
 from collections.abc import Iterator
@@ -46,14 +45,14 @@ from flexvid.data.tasks import (
     task_frames,
 )
 from flexvid.errors import ConfigError, DatasetError
+from flexvid.frame_batch import FrameBatch
+from flexvid.seeding import Stream, numpy_rng
 
-# Stream names mixed into the seeds so that each kind of randomness is independent of the others.
-_ORDER_STREAM, _EXAMPLE_STREAM, _LOAD_STREAM = 0, 1, 2
 _PR_SET_PDEATHSIG = 1  # prctl option: the signal this process gets when its parent dies
 
 
 class TrainingExamples(Dataset):
-    """Example number g -> one training example (frames, frame indices, masks), fixed by (seed, g)."""
+    """Example number g -> one training example (a one-row FrameBatch and its number), fixed by (seed, g)."""
 
     def __init__(
         self,
@@ -84,7 +83,7 @@ class TrainingExamples(Dataset):
             return 2 * example
         epoch, position = divmod(example, len(self.dataset))
         if self._permutation is None or self._permutation[0] != epoch:
-            order = np.random.default_rng([self.seed, _ORDER_STREAM, epoch]).permutation(len(self.dataset))
+            order = numpy_rng(Stream.DATA_ORDER, self.seed, epoch).permutation(len(self.dataset))
             self._permutation = (epoch, order)
         return int(self._permutation[1][position])
 
@@ -100,7 +99,7 @@ class TrainingExamples(Dataset):
 
     def __getitem__(self, example: int) -> dict[str, Any]:
         example = int(example)
-        rng = np.random.default_rng([self.seed, _EXAMPLE_STREAM, example])
+        rng = self.example_rng(example)
         T, K = self.dataset.T, self.max_frames
         task = sample_task(T, K, self.distribution, rng, self.observed_share)
         chosen = task_frames(task, K)
@@ -112,15 +111,20 @@ class TrainingExamples(Dataset):
         else:
             padding = draw_padding(num_pad, T, rng)
             frames = self._load(own_video, example, 0, np.concatenate([chosen, padding]))
-        item = assemble_example(frames, task, padding)
-        item["example_id"] = torch.tensor(example, dtype=torch.int64)
-        return item
+        example_id = torch.tensor(example, dtype=torch.int64)
+        return {"frames": assemble_example(frames, task, padding), "example_id": example_id}
+
+    def example_rng(self, example: int) -> np.random.Generator:
+        """The rng that draws example `example`'s task and padding frames."""
+        return numpy_rng(Stream.EXAMPLE, self.seed, example)
+
+    def window_rng(self, example: int, which: int) -> np.random.Generator:
+        """The rng that draws the random window of example `example`'s own video (`which` 0) or padding video (1)."""
+        return numpy_rng(Stream.WINDOW, self.seed, example, which)
 
     def _load(self, index: int, example: int, which: int, positions: np.ndarray) -> torch.Tensor:
-        """Frames `positions` of video `index`, loaded with the global RNGs seeded from (seed, example, which),
-        so its random window and crops repeat exactly."""
-        with seeded_global_rngs([self.seed, _LOAD_STREAM, example, which]):
-            frames, _info = self.dataset.clip(index, positions)
+        """Frames `positions` of video `index`, its random window drawn from `window_rng(example, which)`."""
+        frames, _info = self.dataset.clip(index, positions, self.window_rng(example, which))
         if frames.ndim != 4 or frames.shape[0] != len(positions):
             raise DatasetError(
                 f"Dataset {self.dataset.name!r} returned frames of shape {tuple(frames.shape)} for "
@@ -150,13 +154,10 @@ class StepBatchSampler(Sampler[list[int]]):
             step += 1
 
 
-def collate_examples(examples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Stack examples into the trainer's batch dict (x0, frame_indices, obs_mask, latent_mask, example_id)."""
+def collate_examples(examples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack examples into the trainer's batch: `frames` (one FrameBatch) and `example_id` (B,)."""
     return {
-        "x0": torch.stack([e["frames"] for e in examples]),
-        "frame_indices": torch.stack([e["frame_indices"] for e in examples]),
-        "obs_mask": torch.stack([e["obs_mask"] for e in examples]),
-        "latent_mask": torch.stack([e["latent_mask"] for e in examples]),
+        "frames": FrameBatch.cat([e["frames"] for e in examples]),
         "example_id": torch.stack([e["example_id"] for e in examples]),
     }
 
@@ -178,10 +179,10 @@ def make_train_loader(
 ) -> DataLoader:
     """An endless DataLoader of this process's training batches (see the module docstring).
 
-    Each batch is a dict with `x0` (B, K, C, H, W), `frame_indices` (B, K) int64, `obs_mask` and
-    `latent_mask` (B, K, 1, 1, 1) float32 and `example_id` (B,) int64, where B = global_batch_size /
-    world_size. To resume at step s, pass `start_step=s`: the stream continues exactly. `example_id`
-    is a per-example number the trainer may use to seed per-example noise.
+    Each batch is a dict with `frames`, a FrameBatch of B rows (masks float32), and `example_id` (B,)
+    int64, where B = global_batch_size / world_size. To resume at step s, pass `start_step=s`: the
+    stream continues exactly. `example_id` is a per-example number the trainer may use to seed
+    per-example noise.
     """
     examples = TrainingExamples(
         dataset,
@@ -215,22 +216,6 @@ def per_process_batch(global_batch_size: int, world_size: int) -> int:
             f"processes; use a multiple of {world_size}."
         )
     return global_batch_size // world_size
-
-
-@contextlib.contextmanager
-def seeded_global_rngs(entropy: list[int]) -> Iterator[None]:
-    """Seed Python's, NumPy's and torch's global RNGs from `entropy` inside the block, then restore them."""
-    words = np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint32)
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(words[0]) << 32 | int(words[1]))
-        random.seed(int(words[0]))
-        np.random.seed(int(words[1]))
-        try:
-            yield
-        finally:
-            random.setstate(python_state)
-            np.random.set_state(numpy_state)
 
 
 def shutdown_workers(batches: Iterator[Any]) -> None:

@@ -8,8 +8,8 @@ rendered on the 64x64 canvas of the original and then resized to `image_size` (a
 smaller, bilinear when larger), so the motion looks the same at every resolution.
 
 Channels: the default is 1 (grayscale, as MNIST is); `channels=3` repeats the gray channel for
-networks or tools that want RGB. Training code sets `ModelConfig.in_channels` from the dataset's
-`channels` attribute.
+networks or tools that want RGB. The registration records the default's 1 channel, which a training
+run's config takes as `data.channels`.
 
 Splits: the test split is fixed (video `i` is a pure function of `(seed, i)`); the train split
 draws any non-negative index as a fresh video (`infinite = True`), `set_epoch` shifts plain
@@ -119,9 +119,11 @@ class MovingMNIST(FrameReadingDataset):
         """Train split: make plain indexing `dataset[i]` give new videos in each epoch."""
         self.epoch = epoch
 
-    def _read_clip(self, index: int, positions: np.ndarray | None) -> tuple[torch.Tensor, dict[str, Any]]:
+    def _read_clip(
+        self, index: int, positions: np.ndarray | None, rng: np.random.Generator | None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
         """Video `index` (all T frames, or those at `positions`), a pure function of (seed, split, epoch,
-        index); the motion is simulated up to the last chosen frame, and only those are drawn and resized."""
+        index), so `rng` is not used; the motion is simulated up to the last chosen frame, and only those are drawn and resized."""
         index = int(index)
         if index < 0 or (not self.infinite and index >= self.num_videos):
             raise IndexError(
@@ -171,8 +173,11 @@ class MovingMNISTSequences(FrameReadingDataset):
     def __len__(self) -> int:
         return self.array.shape[1]
 
-    def _read_clip(self, index: int, positions: np.ndarray | None) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Video `index` (its first T frames, or those at `positions`), read from the memory-mapped file."""
+    def _read_clip(
+        self, index: int, positions: np.ndarray | None, rng: np.random.Generator | None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Video `index` (its first T frames, or those at `positions`; no window, so no `rng`), read from
+        the memory-mapped file."""
         index = int(index)
         if not 0 <= index < len(self):
             raise IndexError(f"{self.path.name} index {index} is out of range 0..{len(self) - 1}")
@@ -189,7 +194,7 @@ def _check_common(T: int, image_size: int, channels: int) -> None:
         raise DatasetError(f"channels must be 1 (grayscale) or 3 (gray repeated as RGB), got {channels}.")
 
 
-@register_dataset("moving_mnist", default_T=100, default_image_size=32, needs_data_dir=False)
+@register_dataset("moving_mnist", default_T=100, default_image_size=32, needs_data_dir=False, channels=1)
 def build_moving_mnist(
     split: str,
     *,

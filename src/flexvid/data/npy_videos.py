@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from flexvid.data.base import FrameReadingDataset, register_dataset, select_frame_info
-from flexvid.data.video_decode import clip_start, frames_to_tensor, keep_long_enough, resize_center_crop, shard_items
+from flexvid.data.video_decode import clip_start, frames_to_tensor, keep_long_enough, resize_center_crop
 from flexvid.errors import DatasetError
 
 SPLITS = ("train", "test")
@@ -54,8 +54,6 @@ class NumberedNpyVideos(FrameReadingDataset):
         T: int,
         image_size: int,
         prepare_hint: str,
-        shard: int = 0,
-        num_shards: int = 1,
         short_videos: str = "skip",
         random_window: bool | None = None,
     ) -> None:
@@ -70,19 +68,21 @@ class NumberedNpyVideos(FrameReadingDataset):
             )
         shapes = [open_npy_video(path).shape for path in files]
         kept = keep_long_enough([p.name for p in files], [s[0] for s in shapes], T, short_videos, str(split_dir))
-        self.files = shard_items([files[i] for i in kept], shard, num_shards)
-        self.lengths = shard_items([shapes[i][0] for i in kept], shard, num_shards)
+        self.files = [files[i] for i in kept]
+        self.lengths = [shapes[i][0] for i in kept]
         self.frame_shape = tuple(shapes[kept[0]][1:])
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def _read_clip(self, index: int, positions: np.ndarray | None) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Item `index` (its T-frame window), or only the window's frames at `positions`, read from the
-        memory-mapped file."""
+    def _read_clip(
+        self, index: int, positions: np.ndarray | None, rng: np.random.Generator | None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Item `index` (its T-frame window, drawn from `rng`), or only the window's frames at
+        `positions`, read from the memory-mapped file."""
         path = self.files[index]
         video = open_npy_video(path)
-        start = clip_start(len(video), self.T, self.random_window)
+        start = clip_start(len(video), self.T, self.random_window, rng)
         window = video[start : start + self.T]
         clip = frames_to_tensor(np.asarray(window if positions is None else window[positions]))
         info = {"index": index, "frame_indices": torch.arange(start, start + self.T), "path": str(path)}

@@ -141,8 +141,11 @@ class Panorama(FrameReadingDataset):
         """Train split: make plain indexing `dataset[i]` give new videos in each epoch."""
         self.epoch = epoch
 
-    def _read_clip(self, index: int, positions: np.ndarray | None) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Video `index` (all T frames, or those at `positions`), a pure function of (seed, split, epoch, index)."""
+    def _read_clip(
+        self, index: int, positions: np.ndarray | None, rng: np.random.Generator | None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Video `index` (all T frames, or those at `positions`), a pure function of (seed, split, epoch,
+        index), so `rng` is not used."""
         index = int(index)
         if index < 0 or (not self.infinite and index >= self.num_videos):
             raise IndexError(f"panorama {self.split} index {index} is out of range 0..{self.num_videos - 1}")

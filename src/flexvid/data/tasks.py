@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from flexvid.errors import ConfigError, DatasetError
+from flexvid.frame_batch import FrameBatch
 
 Task = tuple[np.ndarray, np.ndarray]  # (observed indices, latent indices), each sorted int64
 MAX_TASK_REDRAWS = 1000  # observed_share: draws before a distribution is declared unable to comply
@@ -128,11 +129,10 @@ def sample_task(
 
 
 def task_frames(task: Task, K: int) -> np.ndarray:
-    """A task's frames (observed and latent together) in increasing order; error if more than K."""
+    """A task's frames (observed and latent together) in increasing order; at most K of them."""
     observed, latent = task
     chosen = np.sort(np.concatenate([observed, latent]))
-    if len(chosen) > K:
-        raise ConfigError(f"A task with {len(chosen)} frames does not fit in max_frames={K}.")
+    assert len(chosen) <= K, f"A task with {len(chosen)} frames does not fit in max_frames={K}"
     return chosen
 
 
@@ -141,22 +141,23 @@ def draw_padding(num_pad: int, length: int, rng: np.random.Generator) -> np.ndar
     return rng.integers(0, length, size=num_pad)
 
 
-def assemble_example(frames: torch.Tensor, task: Task, pad_indices: np.ndarray) -> dict[str, torch.Tensor]:
-    """The example dict from its K gathered frames: the task's frames in increasing index, then padding.
+def assemble_example(frames: torch.Tensor, task: Task, pad_indices: np.ndarray) -> FrameBatch:
+    """The one-row example from its K gathered frames: the task's frames in increasing index, then padding.
 
     `frames` holds the frames at `task_frames(task, K)` followed by the padding frames at `pad_indices`.
     """
     observed, latent = task
     chosen = np.sort(np.concatenate([observed, latent]))
-    K = len(chosen) + len(pad_indices)
-    if frames.shape[0] != K:
-        raise DatasetError(f"An example got {frames.shape[0]} frames where its task and padding need {K}.")
-    return {
-        "frames": frames,
-        "frame_indices": torch.from_numpy(np.concatenate([chosen, pad_indices]).astype(np.int64)),
-        "obs_mask": _slot_mask(np.isin(chosen, observed), K),
-        "latent_mask": _slot_mask(np.isin(chosen, latent), K),
-    }
+    assert frames.shape[0] == len(chosen) + len(pad_indices), (
+        f"An example got {frames.shape[0]} frames where its task and padding need {len(chosen) + len(pad_indices)}"
+    )
+    padding = np.zeros(len(pad_indices), dtype=bool)
+    return FrameBatch.from_slots(
+        frames[None],
+        torch.from_numpy(np.concatenate([chosen, pad_indices]).astype(np.int64))[None],
+        torch.from_numpy(np.concatenate([np.isin(chosen, observed), padding]))[None],
+        torch.from_numpy(np.concatenate([np.isin(chosen, latent), padding]))[None],
+    )
 
 
 def build_example(
@@ -165,15 +166,14 @@ def build_example(
     K: int,
     rng: np.random.Generator,
     pad_video: torch.Tensor | None = None,
-) -> dict[str, torch.Tensor]:
+) -> FrameBatch:
     """Gather a task's frames from a whole video into one training example of exactly K frames.
 
     The task's frames come first, in increasing frame index; the remaining slots are padding:
     frames of `pad_video` (another video, as the reference's `pad_with_random_frames`; `video`
     itself when None) at uniformly random indices. Padding has obs_mask = latent_mask = 0, so the
     network keeps it out of the real frames' attention; the loss (mask 1 - obs_mask) still counts it.
-    Returns `frames` (K, C, H, W), `frame_indices` (K,) int64 and `obs_mask`, `latent_mask`
-    (K, 1, 1, 1) float32. (The training loader builds the same example loading only these frames.)
+    Returns a one-row FrameBatch. (The training loader builds the same example loading only these frames.)
     """
     chosen = task_frames(task, K)
     if video.shape[0] < K:
@@ -185,13 +185,6 @@ def build_example(
     pad_indices = draw_padding(K - len(chosen), source.shape[0], rng)
     frames = torch.cat([video[torch.from_numpy(chosen)], source[torch.from_numpy(pad_indices)]])
     return assemble_example(frames, task, pad_indices)
-
-
-def _slot_mask(is_member: np.ndarray, K: int) -> torch.Tensor:
-    """A (K, 1, 1, 1) float 0/1 mask: `is_member` for the task's slots, 0 for the padding after them."""
-    mask = np.zeros(K, dtype=np.float32)
-    mask[: len(is_member)] = is_member
-    return torch.from_numpy(mask).view(K, 1, 1, 1)
 
 
 def _sorted(indices: set[int]) -> np.ndarray:

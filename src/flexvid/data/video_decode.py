@@ -1,6 +1,6 @@
 """Reading frames from video files (mp4/avi/webm/... via PyAV or imageio-ffmpeg, gif via Pillow),
 turning uint8 frames into the model's (T, C, H, W) float tensors in [-1, 1], and the clip rules the
-datasets share (which window a clip takes, sharding, videos shorter than a clip).
+datasets share (which window a clip takes, videos shorter than a clip).
 
 imageio-ffmpeg ships its own ffmpeg binary, so decoding works without system packages; PyAV is used
 instead when it is installed (it decodes in-process, without starting a subprocess per clip).
@@ -12,7 +12,7 @@ import importlib.util
 import re
 import warnings
 from pathlib import Path
-from typing import Sequence, TypeVar
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -26,7 +26,6 @@ GIF_EXTENSIONS = frozenset({".gif"})
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg"})
 BACKENDS = ("auto", "pyav", "ffmpeg")
 SHORT_VIDEO_POLICIES = ("skip", "error")
-Item = TypeVar("Item")
 
 
 class VideoDecodeError(DatasetError):
@@ -120,18 +119,12 @@ def resize_center_crop(video: torch.Tensor, image_size: int) -> torch.Tensor:
     return video[..., top : top + image_size, left : left + image_size].clamp_(-1.0, 1.0)
 
 
-def clip_start(num_frames: int, span: int, random_window: bool) -> int:
-    """First frame of a clip covering `span` frames: random for training, 0 for evaluation."""
+def clip_start(num_frames: int, span: int, random_window: bool, rng: np.random.Generator | None) -> int:
+    """First frame of a clip covering `span` frames: for training drawn from `rng` (a fresh unseeded
+    generator when None), 0 for evaluation."""
     if not random_window or num_frames <= span:
         return 0
-    return int(torch.randint(num_frames - span + 1, ()).item())
-
-
-def shard_items(items: Sequence[Item], shard: int, num_shards: int) -> list[Item]:
-    """Every `num_shards`-th item from `shard`: one process's share in distributed training."""
-    if num_shards < 1 or not 0 <= shard < num_shards:
-        raise DatasetError(f"Invalid sharding shard={shard}, num_shards={num_shards}; need 0 <= shard < num_shards.")
-    return list(items[shard::num_shards])
+    return int((rng or np.random.default_rng()).integers(num_frames - span + 1))
 
 
 def keep_long_enough(

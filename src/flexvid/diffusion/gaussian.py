@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from flexvid.diffusion.losses import (
     normal_kl,
 )
 from flexvid.errors import ConfigError
+from flexvid.frame_batch import FrameBatch
 
 Model = Callable[..., Tensor]
 
@@ -163,29 +164,28 @@ class GaussianDiffusion:
             return original.float() * (1000.0 / self.original_num_steps)
         return original
 
-    def run_model(self, model: Model, x: Tensor, t: Tensor, model_kwargs: dict[str, Any] | None) -> Tensor:
-        """Call the network on x_t and check that its output has the shape this diffusion expects."""
-        _check_video_batch(x, t)
-        output = model(x, timesteps=self.model_timesteps(t), **(model_kwargs or {}))
+    def run_model(self, model: Model, x: Tensor, t: Tensor, batch: FrameBatch) -> Tensor:
+        """Call the network on x_t (shaped like `batch.x0`) at steps t (B,), conditioned on `batch`."""
+        assert x.shape == batch.x0.shape, (
+            f"x_t must have the batch's shape (B, K, C, H, W) = {tuple(batch.x0.shape)}, got {tuple(x.shape)}"
+        )
+        assert tuple(t.shape) == (x.shape[0],), (
+            f"timesteps must have shape ({x.shape[0]},), one per video, got {tuple(t.shape)}"
+        )
+        output = model(x, timesteps=self.model_timesteps(t), **batch.network_inputs())
         B, K, C, H, W = x.shape
         channels = 2 * C if self.model_var_type == ModelVarType.LEARNED_RANGE else C
-        if tuple(output.shape) != (B, K, channels, H, W):
-            raise ConfigError(
-                f"The network returned shape {tuple(output.shape)} but the diffusion expects "
-                f"{(B, K, channels, H, W)}; learn_sigma must be the same in the model and diffusion configs."
-            )
+        assert tuple(output.shape) == (B, K, channels, H, W), (
+            f"The network returned shape {tuple(output.shape)} but the diffusion expects "
+            f"{(B, K, channels, H, W)}; learn_sigma must be the same in the model and diffusion configs"
+        )
         return output.to(torch.promote_types(x.dtype, torch.float32))
 
     def p_mean_variance(
-        self,
-        model: Model,
-        x: Tensor,
-        t: Tensor,
-        model_kwargs: dict[str, Any] | None = None,
-        clip_denoised: bool = True,
+        self, model: Model, x: Tensor, t: Tensor, batch: FrameBatch, clip_denoised: bool = True
     ) -> dict[str, Tensor]:
         """Run the network and return p(x_{t-1} | x_t): `mean`, `variance`, `log_variance`, `pred_xstart`."""
-        output = self.run_model(model, x, t, model_kwargs)
+        output = self.run_model(model, x, t, batch)
         return self.p_mean_variance_from_output(output, x, t, clip_denoised=clip_denoised)
 
     def p_mean_variance_from_output(
@@ -232,29 +232,23 @@ class GaussianDiffusion:
         return torch.where(t == 0, decoder_nll, kl)
 
     def training_losses(
-        self,
-        model: Model,
-        x_start: Tensor,
-        t: Tensor,
-        model_kwargs: dict[str, Any],
-        noise: Tensor | None = None,
+        self, model: Model, batch: FrameBatch, t: Tensor, noise: Tensor | None = None
     ) -> dict[str, Tensor]:
-        """Per-example losses (B,): `loss`, `mse`, `eval-mse`, and `vb` when sigma is learned.
+        """Per-example losses (B,) for denoising `batch.x0` from steps t: `loss`, `mse`, `eval-mse`, and `vb`
+        when sigma is learned.
 
-        `model_kwargs` holds `frame_indices`, `obs_mask`, `latent_mask` and `x0` (defaults to
-        `x_start`). The loss covers every frame that is not observed (latent and padding frames);
-        `eval-mse` covers the latent frames only. The variational term uses the loss mask too (the
-        reference averages it over all frames, but its learned-variance path never ran on videos).
+        The loss covers every frame that is not observed (latent and padding frames); `eval-mse`
+        covers the latent frames only. The variational term uses the loss mask too (the reference
+        averages it over all frames, but its learned-variance path never ran on videos).
         """
-        model_kwargs = dict(model_kwargs)
-        model_kwargs.setdefault("x0", x_start)
-        obs_mask = _require_mask(model_kwargs, "obs_mask", x_start)
-        latent_mask = _require_mask(model_kwargs, "latent_mask", x_start)
-        loss_mask = 1 - obs_mask
+        x_start = batch.x0
+        mask_dtype = torch.promote_types(x_start.dtype, torch.float32)
+        loss_mask = 1 - batch.obs_mask.to(mask_dtype)
+        latent_mask = batch.latent_mask.to(mask_dtype)
         if noise is None:
             noise = torch.randn_like(x_start)
         x_t = self.q_sample(x_start, t, noise=noise)
-        output = self.run_model(model, x_t, t, model_kwargs)
+        output = self.run_model(model, x_t, t, batch)
 
         terms: dict[str, Tensor] = {}
         mean_output = output
@@ -276,26 +270,6 @@ class GaussianDiffusion:
         if "loss" not in terms:
             terms["loss"] = terms["mse"] + terms["vb"] if "vb" in terms else terms["mse"]
         return terms
-
-
-def _check_video_batch(x: Tensor, t: Tensor) -> None:
-    """Raise a clear error unless x is (B, K, C, H, W) and t is (B,)."""
-    if x.ndim != 5:
-        raise ConfigError(f"Diffusion inputs must be videos of shape (B, K, C, H, W), got shape {tuple(x.shape)}.")
-    if tuple(t.shape) != (x.shape[0],):
-        raise ConfigError(
-            f"Timesteps must have shape ({x.shape[0]},), one per video, got shape {tuple(t.shape)}."
-        )
-
-
-def _require_mask(model_kwargs: dict[str, Any], name: str, x: Tensor) -> Tensor:
-    """model_kwargs[name] as a (B, K, 1, 1, 1) mask in x's precision, or a clear error."""
-    expected = (x.shape[0], x.shape[1], 1, 1, 1)
-    mask = model_kwargs.get(name)
-    if mask is None or tuple(mask.shape) != expected:
-        got = "nothing" if mask is None else f"shape {tuple(mask.shape)}"
-        raise ConfigError(f"model_kwargs[{name!r}] must be a 0/1 mask of shape {expected}, got {got}.")
-    return mask.to(torch.promote_types(x.dtype, torch.float32))
 
 
 __all__ = ["GaussianDiffusion", "LossType", "ModelMeanType", "ModelVarType", "extract"]

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from flexvid.diffusion.gaussian import GaussianDiffusion, Model, extract
 from flexvid.errors import ConfigError
+from flexvid.frame_batch import FrameBatch
 
 Generators = torch.Generator | Sequence[torch.Generator] | None
 # Called after every step with (step index t, current sample x_t-1, predicted x_0).
@@ -31,37 +32,22 @@ def _gaussian_noise(shape: torch.Size, generator: Generators, device: torch.devi
     return torch.stack(rows).to(device)
 
 
-def _prepare(
-    x0: Tensor, model_kwargs: dict[str, Any], generator: Generators
-) -> tuple[Tensor, dict[str, Any]]:
-    """Validate the inputs; return the observed-frame mask as booleans and the network's keyword arguments."""
-    if x0.ndim != 5:
-        raise ConfigError(f"x0 must be a video batch of shape (B, K, C, H, W), got shape {tuple(x0.shape)}.")
-    B, K = x0.shape[:2]
-    obs_mask = model_kwargs.get("obs_mask")
-    if obs_mask is None or tuple(obs_mask.shape) != (B, K, 1, 1, 1):
-        got = "nothing" if obs_mask is None else f"shape {tuple(obs_mask.shape)}"
-        raise ConfigError(f"model_kwargs['obs_mask'] must be a 0/1 mask of shape {(B, K, 1, 1, 1)}, got {got}.")
-    if generator is not None and not isinstance(generator, torch.Generator) and len(generator) != B:
-        raise ConfigError(
-            f"Got {len(generator)} generators for a batch of {B} videos; pass one generator per video."
-        )
-    return obs_mask > 0.5, {**model_kwargs, "x0": x0}
-
-
 def _sample_loop(
     step: Callable[[dict[str, Tensor], Tensor, Tensor, Tensor], Tensor],
     model: Model,
     diffusion: GaussianDiffusion,
-    x0: Tensor,
-    model_kwargs: dict[str, Any],
+    batch: FrameBatch,
     generator: Generators,
     clip_denoised: bool,
     progress: bool,
     callback: StepCallback | None,
 ) -> Tensor:
     """Run `step(p_mean_variance output, x_t, t, noise) -> x_{t-1}` from t = T-1 to 0, re-clamping observed frames."""
-    observed, kwargs = _prepare(x0, model_kwargs, generator)
+    x0 = batch.x0
+    assert generator is None or isinstance(generator, torch.Generator) or len(generator) == x0.shape[0], (
+        f"Got {len(generator)} generators for a batch of {x0.shape[0]} videos; pass one generator per video"
+    )
+    observed = batch.obs_mask > 0.5
     x = torch.where(observed, x0, _gaussian_noise(x0.shape, generator, x0.device, x0.dtype))
     indices: Any = range(diffusion.num_timesteps - 1, -1, -1)
     if progress:
@@ -70,7 +56,7 @@ def _sample_loop(
         indices = tqdm(indices, desc="denoising", leave=False)
     for i in indices:
         t = torch.full((x0.shape[0],), i, dtype=torch.int64, device=x0.device)
-        out = diffusion.p_mean_variance(model, x, t, kwargs, clip_denoised=clip_denoised)
+        out = diffusion.p_mean_variance(model, x, t, batch, clip_denoised=clip_denoised)
         noise = _gaussian_noise(x0.shape, generator, x0.device, x0.dtype)
         x = torch.where(observed, x0, step(out, x, t, noise).to(x0.dtype))
         if callback is not None:
@@ -82,8 +68,7 @@ def _sample_loop(
 def ddpm_sample(
     model: Model,
     diffusion: GaussianDiffusion,
-    x0: Tensor,
-    model_kwargs: dict[str, Any],
+    batch: FrameBatch,
     *,
     generator: Generators = None,
     clip_denoised: bool = True,
@@ -92,24 +77,22 @@ def ddpm_sample(
 ) -> Tensor:
     """Ancestral sampling: x_{t-1} ~ N(mean, variance) of p(x_{t-1} | x_t), no noise at the last step.
 
-    `x0` (B, K, C, H, W) holds the observed frames (latent entries are ignored); `model_kwargs`
-    holds `obs_mask`, `latent_mask` and `frame_indices`. Returns (B, K, C, H, W) with the observed
-    frames equal to `x0`.
+    `batch.x0` holds the observed frames (latent entries are ignored). Returns (B, K, C, H, W) with
+    the observed frames equal to `batch.x0`.
     """
 
     def step(out: dict[str, Tensor], x: Tensor, t: Tensor, noise: Tensor) -> Tensor:
         nonzero = (t != 0).to(out["mean"].dtype).view(-1, 1, 1, 1, 1)
         return out["mean"] + nonzero * torch.exp(0.5 * out["log_variance"]) * noise
 
-    return _sample_loop(step, model, diffusion, x0, model_kwargs, generator, clip_denoised, progress, callback)
+    return _sample_loop(step, model, diffusion, batch, generator, clip_denoised, progress, callback)
 
 
 @torch.no_grad()
 def ddim_sample(
     model: Model,
     diffusion: GaussianDiffusion,
-    x0: Tensor,
-    model_kwargs: dict[str, Any],
+    batch: FrameBatch,
     *,
     generator: Generators = None,
     clip_denoised: bool = True,
@@ -134,7 +117,7 @@ def ddim_sample(
         nonzero = (t != 0).to(mean.dtype).view(-1, 1, 1, 1, 1)
         return mean + nonzero * sigma * noise
 
-    return _sample_loop(step, model, diffusion, x0, model_kwargs, generator, clip_denoised, progress, callback)
+    return _sample_loop(step, model, diffusion, batch, generator, clip_denoised, progress, callback)
 
 
 __all__ = ["ddim_sample", "ddpm_sample"]

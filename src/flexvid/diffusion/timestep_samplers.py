@@ -1,7 +1,8 @@
 """Distributions over diffusion steps for training, with importance weights that keep the loss unbiased.
 
 "uniform" draws every step equally often; "loss-second-moment" (improved-diffusion's loss-aware
-sampler) draws steps in proportion to the root mean square of their recent losses.
+sampler) draws steps in proportion to the root mean square of their recent losses. Samplers with a
+history save it with `state_dict()` and restore it with `load_state_dict()`, so training resumes exactly.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from flexvid.diffusion.gaussian import GaussianDiffusion
-from flexvid.errors import ConfigError
+from flexvid.errors import CheckpointError, ConfigError
 
 
 class ScheduleSampler(ABC):
@@ -35,6 +36,13 @@ class ScheduleSampler(ABC):
 
     def update_with_local_losses(self, local_ts: Tensor, local_losses: Tensor) -> None:
         """Record this process's per-example losses; the fixed samplers ignore them."""
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """What a checkpoint keeps of the sampler: nothing for the fixed samplers."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Restore what `state_dict()` returned; the fixed samplers have nothing to restore."""
 
 
 class UniformSampler(ScheduleSampler):
@@ -77,6 +85,28 @@ class LossSecondMomentResampler(ScheduleSampler):
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             ts, losses = _all_gather_variable(ts), _all_gather_variable(losses)
         self.update_with_all_losses(ts.cpu().tolist(), losses.cpu().tolist())
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The loss history and its fill counts, as tensors (a copy)."""
+        return {
+            "loss_history": torch.from_numpy(self.loss_history.copy()),
+            "loss_counts": torch.from_numpy(self.loss_counts.copy()),
+        }
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Restore the history saved by `state_dict()`; it must fit this sampler's steps and history length."""
+        for key, target in (("loss_history", self.loss_history), ("loss_counts", self.loss_counts)):
+            if key not in state:
+                raise CheckpointError(
+                    f"The checkpoint holds no loss-second-moment {key}; resume with the run's own schedule_sampler."
+                )
+            if tuple(state[key].shape) != target.shape:
+                raise CheckpointError(
+                    f"The checkpoint's loss-second-moment {key} has shape {tuple(state[key].shape)}, but this run "
+                    f"needs {target.shape}; resume with the run's own diffusion settings."
+                )
+        self.loss_history[:] = state["loss_history"].numpy()
+        self.loss_counts[:] = state["loss_counts"].numpy()
 
     def update_with_all_losses(self, ts: list[int], losses: list[float]) -> None:
         """Append each loss to its step's history, dropping the oldest once the history is full."""

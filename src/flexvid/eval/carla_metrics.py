@@ -15,6 +15,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from flexvid.errors import DatasetError
+from flexvid.eval_layout import settings_path as eval_settings_path
 from flexvid.files import atomic_write_json
 
 FRAME_GAP = 10  # frames between the two positions of one speed
@@ -124,7 +125,7 @@ def evaluate_eval_dir(
     """WD/OP of EVAL_DIR/coords against a dataset's coords; written to EVAL_DIR/carla_metrics.json."""
     eval_dir = Path(eval_dir)
     if dataset_coords_dir is None:
-        settings_path = eval_dir / "settings.json"
+        settings_path = eval_settings_path(eval_dir)
         data_dir = json.loads(settings_path.read_text()).get("data_dir") if settings_path.is_file() else None
         if not data_dir:
             raise DatasetError(

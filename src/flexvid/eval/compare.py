@@ -24,6 +24,7 @@ from flexvid.data.panorama import revisit_mask
 from flexvid.eval.consistency import VideoResult, score_video, summarise_consistency
 from flexvid.eval.eval_dir import load_video_file, read_settings
 from flexvid.eval.plotting import pyplot
+from flexvid.eval_layout import sample_path
 from flexvid.files import atomic_write, atomic_write_json, atomic_write_text
 from flexvid.sampling.job import SampleJob, SampleSettings
 from flexvid.video_io import OBSERVED_COLOUR, to_uint8
@@ -122,7 +123,7 @@ def score_scheme(settings: CompareSettings, scheme: str, revisits: list[np.ndarr
     results = []
     for index in range(settings.num_videos):
         truth = to_uint8(dataset[index][0])
-        samples = [load_video_file(eval_dir / "samples" / f"sample_{index:04d}-{k}.npy") for k in range(settings.num_samples)]
+        samples = [load_video_file(sample_path(eval_dir, index, k)) for k in range(settings.num_samples)]
         results.append(score_video(truth, samples))
     return summarise_consistency(results, info.n_obs, revisits), results
 
@@ -221,7 +222,7 @@ def draw_strips(settings: CompareSettings, info: Any, revisits: list[np.ndarray]
     dataset = build_dataset(info.dataset, "test", T=info.T, image_size=info.image_size, data_dir=info.data_dir)
     truth = to_uint8(dataset[video][0])
     rows = [("ground truth", truth)] + [
-        (scheme, load_video_file(Path(settings.out) / scheme / "samples" / f"sample_{video:04d}-0.npy"))
+        (scheme, load_video_file(sample_path(Path(settings.out) / scheme, video, 0)))
         for scheme in settings.schemes
     ]
     frames = list(range(max(0, settings.n_obs - 2), truth.shape[0], 2))

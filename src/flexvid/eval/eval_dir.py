@@ -1,14 +1,13 @@
 """Reading an evaluation directory: the sampler's settings, its samples, and the matching ground truth.
 
-Layout: EVAL_DIR/settings.json (dataset, data_dir, T, image_size, n_obs, sampling_scheme, max_frames)
-and EVAL_DIR/samples/sample_NNNN-K.npy, a uint8 (T, C, H, W) array for test video NNNN, sample K.
-Ground truth is item NNNN of the dataset's test split, or GT_DIR/NNNN.npy in the same uint8 layout.
+The layout is flexvid.eval_layout's: settings.json (here: dataset, data_dir, T, image_size, n_obs,
+sampling_scheme, max_frames) and samples/sample_NNNN-K.npy, a uint8 (T, C, H, W) array for test video
+NNNN, sample K. Ground truth is item NNNN of the dataset's test split, or GT_DIR/NNNN.npy in the same uint8 layout.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -16,10 +15,10 @@ from typing import Any, Iterator
 import numpy as np
 
 from flexvid.errors import DatasetError
+from flexvid.eval_layout import sample_files, sample_path, samples_dir, settings_path
 from flexvid.video_io import to_uint8
 
 REQUIRED_SETTINGS = ("dataset", "data_dir", "T", "image_size", "n_obs", "sampling_scheme", "max_frames")
-SAMPLE_NAME = re.compile(r"^sample_(\d{4,})-(\d+)\.npy$")
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,7 @@ class EvalSettings:
 
 def read_settings(eval_dir: Path) -> EvalSettings:
     """Parse EVAL_DIR/settings.json, with a clear error for a missing file or key."""
-    path = Path(eval_dir) / "settings.json"
+    path = settings_path(eval_dir)
     if not path.is_file():
         raise DatasetError(f"{path} not found; give an evaluation directory written by `flexvid sample`.")
     try:
@@ -61,22 +60,15 @@ def read_settings(eval_dir: Path) -> EvalSettings:
     )
 
 
-def sample_path(eval_dir: Path, video_index: int, sample_index: int) -> Path:
-    """Where sample `sample_index` of test video `video_index` lives."""
-    return Path(eval_dir) / "samples" / f"sample_{video_index:04d}-{sample_index}.npy"
-
-
 def available_samples(eval_dir: Path) -> dict[int, list[int]]:
     """Test-video index -> sorted sample indices found in EVAL_DIR/samples."""
-    folder = Path(eval_dir) / "samples"
+    folder = samples_dir(eval_dir)
     if not folder.is_dir():
         raise DatasetError(f"{folder} not found; generate samples into {eval_dir} first.")
     found: dict[int, list[int]] = {}
-    for path in folder.iterdir():
-        match = SAMPLE_NAME.match(path.name)
-        if match:
-            found.setdefault(int(match.group(1)), []).append(int(match.group(2)))
-    return {video: sorted(samples) for video, samples in sorted(found.items())}
+    for sample in sample_files(eval_dir):
+        found.setdefault(sample.video, []).append(sample.sample)
+    return found
 
 
 def count_leading_videos(eval_dir: Path, sample_indices: list[int]) -> int:
@@ -185,5 +177,4 @@ __all__ = [
     "paired_videos",
     "read_settings",
     "require_samples",
-    "sample_path",
 ]

@@ -1,7 +1,7 @@
 """Gather the metrics of many evaluation directories into one Markdown table and one PNG plot (matplotlib).
 
 An evaluation directory is any folder under RESULTS_DIR with a `settings.json` (written by the
-sampler). Every other `*.json` in it is a metric file: numbers become table columns, lists of
+sampler; flexvid.eval_layout names the files). Every other `*.json` in it is a metric file: numbers become table columns, lists of
 numbers become per-frame curves, and `protocol` entries go into the table's footnote, so each
 number is printed with how it was measured. FVD `.txt` files are read when no JSON holds an FVD.
 """
@@ -17,13 +17,13 @@ from typing import Any
 
 from flexvid.errors import DatasetError
 from flexvid.eval.plotting import pyplot
+from flexvid.eval_layout import find_eval_dirs, fvd_text_files, metric_files, metric_kind, parse_fvd_name, settings_path
 from flexvid.files import atomic_write, atomic_write_text, printable
 
 REPORT_MARKDOWN = "report.md"
 REPORT_IMAGE = "report.png"
 LOWER_IS_BETTER = ("fvd", "lpips", "loss", "mse", "wd", "op")
 HIGHER_IS_BETTER = ("psnr", "ssim")
-FVD_FILE = re.compile(r"^fvd-(\d+)-(\d+)\.(json|txt)$")
 PALETTE = [  # matplotlib's tab10, one colour per run
     (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
     (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
@@ -53,19 +53,16 @@ def collect_runs(results_dir: str | Path) -> list[EvalRun]:
     if not results_dir.is_dir():
         raise DatasetError(f"Results directory {results_dir} does not exist; give the folder holding evaluation directories.")
     runs = []
-    for settings_path in sorted(results_dir.rglob("settings.json")):
-        eval_dir = settings_path.parent
+    for eval_dir in find_eval_dirs(results_dir):
         label = printable(eval_dir.relative_to(results_dir).as_posix() if eval_dir != results_dir else eval_dir.name)
-        run = EvalRun(eval_dir, label, _read_json(settings_path))
-        for metric_file in sorted(eval_dir.glob("*.json")):
-            if metric_file.name != "settings.json":
-                _absorb(run, metric_file.name, _read_json(metric_file))
+        run = EvalRun(eval_dir, label, _read_json(settings_path(eval_dir)))
+        for metric_file in metric_files(eval_dir):
+            _absorb(run, metric_file.name, _read_json(metric_file))
         if not any(name.startswith("FVD") for name in run.scalars):
-            for text_file in sorted(eval_dir.glob("fvd-*.txt")):
-                match = FVD_FILE.match(text_file.name)
-                if match:
-                    run.scalars[_fvd_column(match)] = _read_number(text_file)
-                    run.protocols[_file_kind(text_file.name)] = {"num_videos": int(match[1])}
+            for text_file in fvd_text_files(eval_dir):
+                num_videos, sample = parse_fvd_name(text_file.name)
+                run.scalars[_fvd_column(sample)] = _read_number(text_file)
+                run.protocols[metric_kind(text_file.name)] = {"num_videos": num_videos}
         _drop_shifted_curves(run)
         runs.append(run)
     if not runs:
@@ -78,14 +75,9 @@ def collect_runs(results_dir: str | Path) -> list[EvalRun]:
     return runs
 
 
-def _fvd_column(match: re.Match) -> str:
+def _fvd_column(sample: int) -> str:
     """FVD of sample index 0 is "FVD" (the paper's number); other sample indices are named."""
-    return "FVD" if int(match[2]) == 0 else f"FVD (sample {match[2]})"
-
-
-def _file_kind(name: str) -> str:
-    """A metric file's name with its video/sample counts generalised, to group protocols across runs."""
-    return re.sub(r"-\d+-\d+(?=\.)", "-<N>-<k>", name)
+    return "FVD" if sample == 0 else f"FVD (sample {sample})"
 
 
 def _drop_shifted_curves(run: EvalRun) -> None:
@@ -114,8 +106,8 @@ def _read_number(path: Path) -> float:
 
 def _absorb(run: EvalRun, source: str, data: dict[str, Any], prefix: str = "") -> None:
     """Sort one metric file's entries into scalars (`.mean` dropped), per-frame curves and protocol."""
-    kind = _file_kind(source)
-    fvd_file = FVD_FILE.match(source)
+    kind = metric_kind(source)
+    fvd_file = parse_fvd_name(source)
     for key, value in data.items():
         name = f"{prefix}{key}"
         if key == "protocol" and isinstance(value, dict):
@@ -125,7 +117,7 @@ def _absorb(run: EvalRun, source: str, data: dict[str, Any], prefix: str = "") -
         elif isinstance(value, (bool, str)):
             run.protocols.setdefault(kind, {})[name] = value
         elif value is None or isinstance(value, (int, float)):
-            column = _fvd_column(fvd_file) if fvd_file and name == "fvd" else name.removesuffix(".mean")
+            column = _fvd_column(fvd_file[1]) if fvd_file and name == "fvd" else name.removesuffix(".mean")
             if column in run.scalars:
                 column = f"{Path(source).stem}.{column}"
             run.scalars[column] = None if value is None or not math.isfinite(value) else float(value)

@@ -16,32 +16,20 @@ import torch
 from torch import Tensor
 
 from flexvid.errors import SchemeError
+from flexvid.frame_batch import FrameBatch
 
 AUTO_TERM = "auto"
 
 
-def stage_inputs(
-    videos: Tensor, obs_indices: Sequence[int], latent_indices: Sequence[int]
-) -> tuple[Tensor, dict[str, Tensor]]:
-    """The K-frame network input of one stage for a (B, T, C, H, W) batch: frames and model kwargs."""
+def check_stage(obs_indices: Sequence[int], latent_indices: Sequence[int], video_length: int) -> None:
+    """Raise SchemeError unless a stage generates a frame and its frames are distinct and in the videos."""
     indices = list(obs_indices) + list(latent_indices)
     if not latent_indices:
         raise SchemeError("A stage has no latent frames; every stage of a scheme must generate at least one frame.")
-    if len(set(indices)) != len(indices) or min(indices) < 0 or max(indices) >= videos.shape[1]:
+    if len(set(indices)) != len(indices) or min(indices) < 0 or max(indices) >= video_length:
         raise SchemeError(
-            f"Stage frames {indices} repeat or fall outside the {videos.shape[1]}-frame videos; check the scheme."
+            f"Stage frames {indices} repeat or fall outside the {video_length}-frame videos; check the scheme."
         )
-    batch, device = videos.shape[0], videos.device
-    frames = videos[:, indices]
-    observed = torch.tensor([1.0] * len(obs_indices) + [0.0] * len(latent_indices), device=device)
-    obs_mask = observed.view(1, -1, 1, 1, 1).expand(batch, -1, 1, 1, 1).to(videos.dtype)
-    kwargs = {
-        "frame_indices": torch.tensor(indices, device=device).view(1, -1).expand(batch, -1),
-        "obs_mask": obs_mask,
-        "latent_mask": 1 - obs_mask,
-        "x0": frames,
-    }
-    return frames, kwargs
 
 
 def choose_term(terms: dict[str, Tensor], term: str) -> str:
@@ -76,37 +64,33 @@ def scheme_loss(
     device = videos.device
     total = torch.zeros(videos.shape[0], dtype=torch.float64, device=device)
     for obs_indices, latent_indices in stages:
-        frames, kwargs = stage_inputs(videos, obs_indices, latent_indices)
+        check_stage(obs_indices, latent_indices, videos.shape[1])
+        batch = FrameBatch.from_indices(videos, obs_indices, latent_indices)
         stage_sum = torch.zeros_like(total)
         for _ in range(num_timesteps_samples):
             t = torch.randint(0, diffusion.num_timesteps, (videos.shape[0],), generator=generator, device="cpu")
-            noise = torch.randn(frames.shape, generator=generator, dtype=frames.dtype, device="cpu")
-            terms = diffusion.training_losses(model, frames, t.to(device), kwargs, noise=noise.to(device))
+            noise = torch.randn(batch.x0.shape, generator=generator, dtype=batch.x0.dtype, device="cpu")
+            terms = diffusion.training_losses(model, batch, t.to(device), noise=noise.to(device))
             stage_sum += terms[choose_term(terms, term)].double()
-        total += stage_sum / num_timesteps_samples * frames.shape[1]
+        total += stage_sum / num_timesteps_samples * batch.x0.shape[1]
     return total
 
 
 @torch.no_grad()
-def latent_eps_mse(
-    model: Any, diffusion: Any, frames: Tensor, frame_indices: Tensor, num_observed: int, t: Tensor, noise: Tensor
-) -> Tensor:
+def latent_eps_mse(model: Any, diffusion: Any, batch: FrameBatch, t: Tensor, noise: Tensor) -> Tensor:
     """(R,) mean squared error of the network's noise estimate on the latent frames of R examples.
 
-    `frames` (R, K, C, H, W) in [-1, 1] hold `num_observed` clean observed frames first, then the latent
-    ones, which are noised to steps `t` (R,) of `diffusion` with `noise` (R, K - num_observed, C, H, W);
-    `frame_indices` (R, K) are their positions in the video. For a network that predicts x0, the noise
-    estimate is the one its x0 implies. This is the loss that optimised schemes minimise.
+    `batch` holds clean observed frames first, then the last `noise.shape[1]` frames, the latent ones,
+    which are noised to steps `t` (R,) of `diffusion` with `noise` (R, K_latent, C, H, W). For a network
+    that predicts x0, the noise estimate is the one its x0 implies. This is the loss that optimised
+    schemes minimise.
     """
-    observed = torch.zeros(frames.shape[:2], dtype=frames.dtype, device=frames.device)
-    observed[:, :num_observed] = 1.0
-    obs_mask = observed.view(*observed.shape, 1, 1, 1)
+    frames, num_observed = batch.x0, batch.x0.shape[1] - noise.shape[1]
     x_t = frames.clone()
     x_t[:, num_observed:] = diffusion.q_sample(frames[:, num_observed:], t, noise)
-    kwargs = {"frame_indices": frame_indices, "obs_mask": obs_mask, "latent_mask": 1 - obs_mask, "x0": frames}
-    output = diffusion.run_model(model, x_t, t, kwargs)[:, :, : frames.shape[2]]
+    output = diffusion.run_model(model, x_t, t, batch)[:, :, : frames.shape[2]]
     eps = diffusion.predict_eps_from_xstart(x_t, t, output) if diffusion.predicts_xstart else output
     return (eps[:, num_observed:] - noise).pow(2).mean(dim=(1, 2, 3, 4))
 
 
-__all__ = ["AUTO_TERM", "choose_term", "latent_eps_mse", "scheme_loss", "stage_inputs"]
+__all__ = ["AUTO_TERM", "check_stage", "choose_term", "latent_eps_mse", "scheme_loss"]

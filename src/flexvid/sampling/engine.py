@@ -1,5 +1,8 @@
 """Run a sampling scheme over a batch of videos: build each stage's input, sample, write frames back.
 
+A stage's input is a FrameBatch row per video: its observed frames, then its latent ones, as in the
+reference implementation.
+
 Fixed stages (a list of Stages) that do not depend on each other (no stage observes a frame another
 generates) run together in one batched network call (up to `max_batch` rows). An adaptive plan
 (flexvid.schemes.AdaptivePlan) runs one stage at a time: just before a stage, each video's observed
@@ -12,26 +15,20 @@ from __future__ import annotations
 
 from typing import Callable, Iterator, Sequence, Union
 
-import numpy as np
 import torch
 
-from flexvid.errors import SchemeError
+from flexvid.frame_batch import FrameBatch
 from flexvid.schemes.adaptive import AdaptivePlan
 from flexvid.schemes.stage import Stage
+from flexvid.seeding import Stream, generator
 
 # What `run_stages` runs: fixed stages, or an adaptive scheme's plan.
 Stages = Union[Sequence[Stage], AdaptivePlan]
 # One network-call row: (video position in the batch, stage number, the stage as this video runs it).
 Row = tuple[int, int, Stage]
 
-# sample_fn(model, diffusion, x0, model_kwargs, *, generator) -> Tensor, as in flexvid.diffusion.samplers
+# sample_fn(model, diffusion, batch: FrameBatch, *, generator) -> Tensor, as in flexvid.diffusion.samplers
 SampleFn = Callable[..., torch.Tensor]
-
-
-def stage_seed(seed: int, video_key: int, stage_index: int) -> int:
-    """A 63-bit seed for one (video, stage) row, independent of batching."""
-    state = np.random.SeedSequence([seed, video_key, stage_index]).generate_state(2, dtype=np.uint32)
-    return int(state[0]) << 31 ^ int(state[1])
 
 
 def stage_waves(stages: Sequence[Stage]) -> list[list[int]]:
@@ -65,28 +62,6 @@ def network_calls(stages: Sequence[Stage], batch: int, max_batch: int, batch_sta
             rows = [(s, b) for s in same_shape for b in range(batch)]
             calls.extend(rows[i : i + max_batch] for i in range(0, len(rows), max_batch))
     return calls
-
-
-def stage_inputs(
-    videos: torch.Tensor, rows: Sequence[tuple[int, Stage]]
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The network input for rows of (video position in batch, stage): frames, indices and masks.
-
-    Frames are ordered observed first, then latent, as in the reference implementation.
-    """
-    frame_indices = torch.tensor([list(stage.obs) + list(stage.latent) for _, stage in rows])
-    x0 = torch.stack([videos[b, idx] for (b, _), idx in zip(rows, frame_indices)])
-    n_obs = len(rows[0][1].obs)
-    obs_mask = torch.zeros(frame_indices.shape, dtype=videos.dtype)
-    obs_mask[:, :n_obs] = 1.0
-    obs_mask = obs_mask.view(*obs_mask.shape, 1, 1, 1)
-    model_kwargs = {
-        "frame_indices": frame_indices,
-        "obs_mask": obs_mask,
-        "latent_mask": 1.0 - obs_mask,
-        "x0": x0,
-    }
-    return x0, model_kwargs
 
 
 def adaptive_calls(
@@ -132,19 +107,17 @@ def run_stages(
     video's frames do not depend on the batch it is in. `on_rows(n)` is called after each network
     call with the number of (video, stage) rows it finished, for progress bars.
     """
-    if len(video_keys) != videos.shape[0]:
-        raise SchemeError(f"Got {len(video_keys)} video keys for {videos.shape[0]} videos.")
+    assert len(video_keys) == videos.shape[0], f"Got {len(video_keys)} video keys for {videos.shape[0]} videos"
     if isinstance(stages, AdaptivePlan):
         calls = adaptive_calls(stages, videos, max_batch, device)
     else:
         calls = fixed_calls(stages, videos.shape[0], max_batch, batch_stages)
     for rows in calls:
-        generators = [
-            torch.Generator(device=device).manual_seed(stage_seed(seed, video_keys[b], s)) for b, s, _ in rows
-        ]
-        x0, model_kwargs = stage_inputs(videos, [(b, stage) for b, _, stage in rows])
-        model_kwargs = {k: v.to(device) for k, v in model_kwargs.items()}
-        out = sample_fn(model, diffusion, x0.to(device), model_kwargs, generator=generators)
+        generators = [generator(Stream.STAGE, seed, video_keys[b], s, device=device) for b, s, _ in rows]
+        batch = FrameBatch.cat(
+            [FrameBatch.from_indices(videos[b : b + 1], stage.obs, stage.latent) for b, _, stage in rows]
+        )
+        out = sample_fn(model, diffusion, batch.to(device), generator=generators)
         out = out.to(videos.device, videos.dtype)
         for row, (b, _, stage) in enumerate(rows):
             videos[b, list(stage.latent)] = out[row, len(stage.obs) :]

@@ -17,15 +17,15 @@ import torch
 from tqdm.auto import tqdm
 
 from flexvid.checkpoint import Pretrained, load_pretrained
-from flexvid.config import DiffusionConfig, dataclass_from_dict
+from flexvid.config import DiffusionConfig
 from flexvid.diffusion import respaced, samplers
 from flexvid.errors import ConfigError
+from flexvid.run_config import RunConfig
 from flexvid.sampling.engine import SampleFn, Stages
 from flexvid.sampling.long_video import chunk_plan, generate_long
 from flexvid.sampling.settings import DEFAULTS, PRECISIONS, SampleSettings, check_settings
-from flexvid.schemes import scheme_stages
-
-SEED_STRIDE = 1_000_003  # seed and sample_idx combine as seed * SEED_STRIDE + sample_idx
+from flexvid.schemes import latent_frames_per_stage, scheme_stages
+from flexvid.seeding import Stream, derive_seed
 
 
 def make_sample_fn(settings: SampleSettings, diffusion_config: DiffusionConfig) -> tuple[object, SampleFn]:
@@ -60,20 +60,9 @@ class AutocastModel(torch.nn.Module):
             return self.model(*args, **kwargs).float()
 
 
-def trained_max_frames(config: dict[str, Any]) -> int:
-    """K, the frames per network call the checkpoint was trained with."""
-    return config.get("data", {}).get("max_frames") or config["model"]["max_frames"]
-
-
-def observed_count(settings: SampleSettings, config: dict[str, Any]) -> int:
+def observed_count(settings: SampleSettings, config: RunConfig) -> int:
     """n_obs, the observed frames at the start of each video: as set, else K, one network call's worth."""
-    return settings.n_obs if settings.n_obs is not None else settings.max_frames or trained_max_frames(config)
-
-
-def frame_shape_of(config: dict[str, Any]) -> tuple[int, int, int]:
-    """(C, H, W) of the frames the checkpoint's network makes."""
-    model = config["model"]
-    return model["in_channels"], model["image_size"], model["image_size"]
+    return settings.n_obs if settings.n_obs is not None else settings.max_frames or config.data.max_frames
 
 
 class VideoGenerator:
@@ -82,10 +71,10 @@ class VideoGenerator:
     def __init__(self, pretrained: Pretrained, settings: SampleSettings, train_T: int | None = None) -> None:
         check_settings(settings)
         config = pretrained.config
-        self.max_frames = settings.max_frames or trained_max_frames(config)
-        self.max_latent_frames = settings.max_latent_frames or self.max_frames // 2
+        self.max_frames = settings.max_frames or config.data.max_frames
+        self.max_latent_frames = latent_frames_per_stage(self.max_frames, settings.max_latent_frames)
         self.n_obs = observed_count(settings, config)
-        self.train_T = config.get("data", {}).get("T") or train_T
+        self.train_T = config.data.T or train_T
         self.T = settings.T or self.train_T
         if self.T is None:
             raise ConfigError("The checkpoint does not record a video length; give T (--T).")
@@ -96,13 +85,12 @@ class VideoGenerator:
             )
         self.chunk_length = settings.chunk_length or max(self.train_T or self.T, self.max_frames)
         self.context = settings.context or (self.n_obs if 0 < self.n_obs < self.chunk_length else self.max_frames // 2)
-        self.frame_shape = frame_shape_of(config)
+        self.frame_shape = config.frame_shape
         self.settings = dataclasses.replace(settings, n_obs=self.n_obs)
         self.plan = chunk_plan(self.T, self.n_obs, self.chunk_length, self.context)
         self.stages_by_shape = {(length, known): self._scheme_stages(length, known) for _, length, known in self.plan}
-        diffusion_config = dataclass_from_dict(DiffusionConfig, config["diffusion"])
-        self.steps = settings.steps or diffusion_config.diffusion_steps
-        self.diffusion, self.sample_fn = make_sample_fn(settings, diffusion_config)
+        self.steps = settings.steps or config.diffusion.diffusion_steps
+        self.diffusion, self.sample_fn = make_sample_fn(settings, config.diffusion)
         self.model = with_precision(pretrained.model, settings.precision, settings.device)
 
     def _scheme_stages(self, video_length: int, n_obs: int) -> Stages:
@@ -137,7 +125,7 @@ class VideoGenerator:
         generate_long(
             self.model, self.diffusion, observed, self.T, self.make_stages, self.sample_fn, emit,
             chunk_length=self.chunk_length, context=self.context,
-            seed=settings.seed * SEED_STRIDE + settings.sample_idx, video_keys=video_keys,
+            seed=derive_seed(Stream.SAMPLE_RUN, settings.seed, settings.sample_idx), video_keys=video_keys,
             batch_stages=settings.batch_stages, max_batch=settings.max_batch, device=settings.device,
             on_rows=on_rows,
         )
@@ -232,7 +220,7 @@ def generate(
         sample_idx=sample_idx, sampler=sampler, steps=steps, eta=eta, seed=seed, precision=precision,
         chunk_length=chunk_length, context=context, max_batch=max_batch, device=device,
     )
-    frame_shape = frame_shape_of(pretrained.config)
+    frame_shape = pretrained.config.frame_shape
     batch = _as_batch(observed, frame_shape)
     generator = VideoGenerator(pretrained, dataclasses.replace(settings, n_obs=batch.shape[1]))
     ids = list(range(batch.shape[0])) if video_ids is None else [int(i) for i in video_ids]

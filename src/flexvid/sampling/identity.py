@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from flexvid.checkpoint import Pretrained
+from flexvid.config import to_dict
 from flexvid.errors import ConfigError
+from flexvid.eval_layout import sample_files, settings_path
 from flexvid.files import sha256_of
 from flexvid.schemes import AdaptivePlan, is_scheme_file
 
@@ -28,10 +30,10 @@ RESULTS_DIR = Path("results")
 
 
 def checkpoint_fingerprint(pretrained: Pretrained) -> str:
-    """SHA-256 of the network's weights and of the model and diffusion configs: the checkpoint's identity,
+    """SHA-256 of the network's weights and of its network and diffusion configs: the checkpoint's identity,
     whatever path or format it was loaded from."""
     digest = hashlib.sha256()
-    configs = {section: pretrained.config.get(section) for section in ("model", "diffusion")}
+    configs = {"model": to_dict(pretrained.config.network), "diffusion": to_dict(pretrained.config.diffusion)}
     digest.update(json.dumps(configs, sort_keys=True).encode())
     for tensor in pretrained.model.state_dict().values():
         flat = tensor.detach().cpu().contiguous().reshape(-1)
@@ -112,7 +114,7 @@ def identity_hash(identity: dict[str, Any]) -> str:
 
 def recorded_identity(eval_dir: Path) -> dict[str, Any] | None:
     """The identity recorded in EVAL_DIR/settings.json, or None when there is none."""
-    path = Path(eval_dir) / "settings.json"
+    path = settings_path(eval_dir)
     try:
         values = json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
@@ -123,7 +125,7 @@ def recorded_identity(eval_dir: Path) -> dict[str, Any] | None:
 def check_same_identity(eval_dir: Path, identity: dict[str, Any]) -> None:
     """Refuse, in one sentence, to add videos to a folder that holds videos made with other settings."""
     eval_dir = Path(eval_dir)
-    if not any((eval_dir / "samples").glob("sample_*.npy")):
+    if not sample_files(eval_dir):
         return  # no videos to mix with
     recorded = recorded_identity(eval_dir)
     if recorded is None:

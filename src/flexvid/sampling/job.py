@@ -1,5 +1,5 @@
 """The `flexvid sample` job: complete test videos (or sample unconditional ones) with a scheme,
-writing `samples/sample_NNNN-K.npy` files that an interrupted job skips when run again.
+writing `samples/sample_NNNN-K.npy` files (flexvid.eval_layout) that an interrupted job skips when run again.
 
 The folder's settings.json records the identity of its videos (flexvid.sampling.identity); a run
 with other settings is refused rather than mixed in. Under torchrun the videos are split across the
@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from flexvid.checkpoint import Pretrained, load_pretrained
 from flexvid.data.base import build_dataset
 from flexvid.errors import ConfigError, DatasetError
+from flexvid.eval_layout import partial_samples, sample_path, samples_dir, settings_path
 from flexvid.files import atomic_write_json, exclusive_lock
 from flexvid.sampling.generate import VideoGenerator, observed_count
 from flexvid.sampling.identity import (
@@ -51,14 +52,13 @@ class SampleJob:
         check_settings(settings)
         self.pretrained = pretrained or load_pretrained(settings.checkpoint, device=settings.device)
         self.dist = dist or DistInfo(0, 1, 0, torch.device(settings.device))
-        config = self.pretrained.config
-        data_cfg = config.get("data", {})
-        n_obs = observed_count(settings, config)
-        self.dataset_name = data_cfg.get("dataset")
-        self.data_dir = settings.data_dir or data_cfg.get("data_dir")
+        data = self.pretrained.config.data
+        n_obs = observed_count(settings, self.pretrained.config)
+        self.dataset_name = data.dataset
+        self.data_dir = settings.data_dir or data.data_dir
         self.dataset = None
         if n_obs > 0:
-            self.dataset = self._test_dataset(data_cfg.get("T"))
+            self.dataset = self._test_dataset(data.T)
             if n_obs > self.dataset.T:
                 raise ConfigError(
                     f"n_obs ({n_obs}) is more than the {self.dataset.T} frames of each test video; "
@@ -78,7 +78,7 @@ class SampleJob:
     def _test_dataset(self, train_T: int | None):
         """The test split the observed frames come from, with a clear error when it is missing."""
         try:
-            return build_dataset(self.dataset_name, "test", T=train_T, image_size=self.pretrained.config["model"]["image_size"], data_dir=self.data_dir)
+            return build_dataset(self.dataset_name, "test", T=train_T, image_size=self.pretrained.config.data.image_size, data_dir=self.data_dir)
         except DatasetError as err:
             raise DatasetError(
                 f"Cannot load the test videos to condition on ({err}) Pass --data_dir, or use --n_obs 0 "
@@ -95,7 +95,7 @@ class SampleJob:
         return list(range(self.settings.start_index, stop))
 
     def output_path(self, index: int) -> Path:
-        return self.eval_dir / "samples" / f"sample_{index:04d}-{self.settings.sample_idx}.npy"
+        return sample_path(self.eval_dir, index, self.settings.sample_idx)
 
     def resolved(self) -> dict[str, Any]:
         """The settings with every default filled in, and the videos' identity, as saved to settings.json."""
@@ -112,7 +112,7 @@ class SampleJob:
 
     def run(self, progress: bool = True) -> list[Path]:
         """Generate every missing sample file (this process's share) and return the paths of all files of this job."""
-        check_writable(self.eval_dir / "samples")
+        check_writable(samples_dir(self.eval_dir))
         with ProcessGroup(self.dist) as group:
             main = self.dist.is_main
             with exclusive_lock(self.eval_dir, "--eval_dir") if main else contextlib.nullcontext():
@@ -125,9 +125,9 @@ class SampleJob:
 
     def _prepare(self) -> list[int]:
         """Clear partial videos of a killed job, record the settings, and list the videos still to make."""
-        for stale in (self.eval_dir / "samples").glob(".sample_*.tmp"):
+        for stale in partial_samples(self.eval_dir):
             stale.unlink()
-        atomic_write_json(self.eval_dir / "settings.json", self.resolved(), sort_keys=True, default=str)
+        atomic_write_json(settings_path(self.eval_dir), self.resolved(), sort_keys=True, default=str)
         return [i for i in self.indices() if not self.output_path(i).exists()]
 
     def _generate(self, batches: list[list[int]], progress: bool) -> None:

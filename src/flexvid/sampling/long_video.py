@@ -13,7 +13,8 @@ from typing import Callable, Sequence
 import torch
 
 from flexvid.errors import SchemeError
-from flexvid.sampling.engine import SampleFn, Stages, run_stages, stage_seed
+from flexvid.sampling.engine import SampleFn, Stages, run_stages
+from flexvid.seeding import Stream, derive_seed
 
 # make_stages(video_length, num_observed_frames) -> the validated stages (or adaptive plan) of one chunk
 MakeStages = Callable[[int, int], Stages]
@@ -61,7 +62,7 @@ def generate_long(
     """Generate `total_length` frames for each video in the batch, starting from `observed`
     (B, n_obs, C, H, W), and call `emit(start, frames)` with each run of finished frames
     (B, n, C, H, W) in order, `start` being the index of the first one. Chunk c is seeded with
-    `stage_seed(seed, 0, c)`.
+    `derive_seed(Stream.CHUNK, seed, c)`.
     """
     batch, n_obs = observed.shape[:2]
     plan = chunk_plan(total_length, n_obs, chunk_length, context)
@@ -75,7 +76,7 @@ def generate_long(
             buffer[:, :length],
             stages,
             sample_fn,
-            seed=stage_seed(seed, 0, chunk_index),
+            seed=derive_seed(Stream.CHUNK, seed, chunk_index),
             video_keys=video_keys,
             batch_stages=batch_stages,
             max_batch=max_batch,

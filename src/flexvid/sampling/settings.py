@@ -7,41 +7,60 @@ from dataclasses import dataclass
 
 import torch
 
+from flexvid.config import setting
 from flexvid.errors import ConfigError
+from flexvid.schemes.stage import LATENT_FRAMES_DEFAULT
+
+SAMPLERS = ("ddpm", "ddim")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
 class SampleSettings:
-    """Everything that decides which videos are generated and how; saved as settings.json."""
+    """Everything that decides which videos are generated and how; saved as settings.json. The field
+    metadata holds the help of the `flexvid sample` flag of each name."""
 
     checkpoint: str
-    sampling_scheme: str = "hierarchy-2"  # a scheme name (see `flexvid schemes`) or a scheme YAML file
-    n_obs: int | None = None  # observed frames from each test video; None: K, one network call's worth
-    T: int | None = None  # video length; None: the length the model was trained on
-    max_frames: int | None = None  # K; None: as trained
-    max_latent_frames: int | None = None  # latent frames per stage; None: K // 2
-    batch_size: int = 8
-    start_index: int = 0
-    stop_index: int | None = None  # None: start_index + batch_size
-    sample_idx: int = 0
-    sampler: str = "ddim"  # ddpm | ddim (benchmarks/bench_samplers.py compares them)
-    steps: int | None = 50  # diffusion steps; None: all trained steps
-    eta: float = 0.0  # DDIM noise (0: deterministic; 1: DDPM-like)
-    seed: int = 0
-    precision: str = "fp32"  # fp32 | bf16
-    eval_dir: str | None = None
-    data_dir: str | None = None  # None: as in the checkpoint's config
-    chunk_length: int | None = None  # longer videos are made in chunks of this many frames
-    context: int | None = None  # frames each chunk conditions on; None: n_obs or K // 2
-    batch_stages: bool = True
-    max_batch: int = 64  # network-call rows when stages are batched
-    clip_denoised: bool = True
-    device: str = "cpu"
+    sampling_scheme: str = setting("hierarchy-2", "scheme name (see `flexvid schemes`) or a scheme YAML file")
+    n_obs: int | None = setting(
+        None, "observed frames at the start of each video, taken from the test set (0: unconditional; default: K)"
+    )
+    T: int | None = setting(
+        None, "length of the generated videos; longer than the training clips is fine (default: as trained)"
+    )
+    max_frames: int | None = setting(None, "K, frames per network call (default: as trained)")
+    max_latent_frames: int | None = setting(None, f"frames generated per stage (default: {LATENT_FRAMES_DEFAULT})")
+    batch_size: int = setting(8, "videos generated together (under torchrun, batches are dealt to the processes)")
+    start_index: int = setting(0, "first test video")
+    stop_index: int | None = setting(None, "one past the last test video (default: start_index + batch_size)")
+    sample_idx: int = setting(0, "which sample of each video this is (several samples share the observed frames)")
+    sampler: str = setting("ddim", "sampler", choices=SAMPLERS)  # benchmarks/bench_samplers.py compares them
+    steps: int | None = setting(
+        50, "diffusion steps (0 is refused; the trained number, e.g. 1000, runs every step)"
+    )  # None: all trained steps
+    eta: float = setting(0.0, "DDIM noise scale (0: deterministic; 1: DDPM-like)")
+    seed: int = setting(0, "noise seed (same seed, same videos)")
+    precision: str = setting("fp32", "network precision", choices=PRECISIONS)
+    eval_dir: str | None = setting(
+        None, "output directory (default: results/<checkpoint>/<scheme>_<K>_<latent>_<T>_<n_obs>_"
+        "<sampler><steps>[_eta<eta>]_seed<seed>_<precision>-<hash of all settings>)"
+    )
+    data_dir: str | None = setting(None, "test data directory (default: from the checkpoint)")
+    chunk_length: int | None = setting(
+        None, "videos longer than this are generated chunk by chunk (default: the training T)"
+    )
+    context: int | None = setting(
+        None, "frames of the previous chunk each chunk conditions on (default: n_obs, or K // 2)"
+    )
+    batch_stages: bool = setting(
+        True, "batch independent stages into one network call (--no_batch_stages: every stage on its own)"
+    )
+    max_batch: int = setting(64, "most rows per network call when batching stages")
+    clip_denoised: bool = setting(True, "clip each step's predicted clean frames to [-1, 1]")
+    device: str = setting("cpu", "cpu or cuda")
 
 
 DEFAULTS = SampleSettings(checkpoint="")
-SAMPLERS = ("ddpm", "ddim")
-PRECISIONS = ("fp32", "bf16")
 
 
 def check_settings(settings: SampleSettings) -> None:

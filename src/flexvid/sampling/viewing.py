@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 
 import numpy as np
 
 from flexvid.errors import ConfigError, DatasetError
 from flexvid.eval.eval_dir import GroundTruth, check_same_shape, read_settings
+from flexvid.eval_layout import SampleFile, sample_files, samples_dir, settings_path
 from flexvid.files import exclusive_lock
 from flexvid.sampling.counter import add_counter
 from flexvid.video_io import GENERATED_COLOUR, OBSERVED_COLOUR, TRUTH_COLOUR, write_gif, write_mp4
 
 BACKGROUND = 255  # white, between videos
-SAMPLE_NAME = re.compile(r"sample_(\d+)-(\d+)\.npy$")
 
 
 def load_sample_video(path: Path) -> np.ndarray:
@@ -102,11 +101,11 @@ def export_videos(
     if scale < 1:
         raise ConfigError(f"scale must be at least 1, got {scale}; fix --scale.")
     eval_dir = Path(eval_dir)
-    samples = sorted(p for p in (eval_dir / "samples").glob("sample_*.npy") if SAMPLE_NAME.search(p.name))
+    samples = sample_files(eval_dir)
     if not samples:
-        raise DatasetError(f"No samples found in {eval_dir / 'samples'}; run `flexvid sample` first.")
-    settings_path = eval_dir / "settings.json"
-    n_obs = json.loads(settings_path.read_text()).get("n_obs", 0) if settings_path.exists() else 0
+        raise DatasetError(f"No samples found in {samples_dir(eval_dir)}; run `flexvid sample` first.")
+    settings = settings_path(eval_dir)
+    n_obs = json.loads(settings.read_text()).get("n_obs", 0) if settings.exists() else 0
     ground_truth = None
     if truth:
         if n_obs == 0:
@@ -120,16 +119,15 @@ def export_videos(
 
 
 def _write_videos(
-    samples: list[Path], n_obs: int, ground_truth: GroundTruth | None, out_dir: Path, fps: float, scale: int
+    samples: list[SampleFile], n_obs: int, ground_truth: GroundTruth | None, out_dir: Path, fps: float, scale: int
 ) -> list[Path]:
     """`export_videos`, while it holds the output folder's lock."""
     written: list[Path] = []
     tiles = []
-    for path in samples:
+    for index, _, path in samples:
         video = load_sample_video(path)
         reference = None
         if ground_truth is not None:
-            index = int(SAMPLE_NAME.search(path.name).group(1))
             reference = ground_truth[index]
             check_same_shape(video, reference, path.name, index)
         frames = sample_frames(video, n_obs, reference)

@@ -16,11 +16,12 @@ from flexvid.schemes.custom import ExplicitStages, load_scheme_yaml
 from flexvid.schemes.factory import get_scheme, is_scheme_file, scheme_stages
 from flexvid.schemes.optimized import load_schedule, save_schedule
 from flexvid.schemes.registry import register_scheme, scheme_class, scheme_names
-from flexvid.schemes.stage import Stage
+from flexvid.schemes.stage import LATENT_FRAMES_DEFAULT, Stage, latent_frames_per_stage
 from flexvid.schemes.validate import plan_stages, validate_stages
 from flexvid.schemes.visualise import render_scheme_png
 
 __all__ = [
+    "LATENT_FRAMES_DEFAULT",
     "AdaptivePlan",
     "AdaptiveScheme",
     "AdaptiveStage",
@@ -29,6 +30,7 @@ __all__ = [
     "Stage",
     "get_scheme",
     "is_scheme_file",
+    "latent_frames_per_stage",
     "load_schedule",
     "load_scheme_yaml",
     "plan_stages",

@@ -29,11 +29,13 @@ from tqdm.auto import tqdm
 from flexvid.errors import ConfigError, DatasetError, SchemeError
 from flexvid.eval.scheme_loss import latent_eps_mse
 from flexvid.files import atomic_write_json, atomic_write_text
+from flexvid.frame_batch import FrameBatch
 from flexvid.schemes.base import SamplingScheme
 from flexvid.schemes.optimized import save_schedule
 from flexvid.schemes.registry import scheme_class
 from flexvid.schemes.stage import Stage
 from flexvid.schemes.validate import plan_stages
+from flexvid.seeding import Stream, generator, numpy_rng
 from flexvid.video_io import to_uint8
 
 PARTIAL_SUFFIX = ".partial"  # finished stages of an interrupted run: <out>.partial
@@ -141,10 +143,9 @@ class SetLossEstimator:
             videos = torch.tensor([v for _, v in chunk])
             frames = torch.stack([self.videos[v, index] for v, index in zip(videos.tolist(), indices)])
             frames = frames.to(self.device).float().div_(127.5).sub_(1.0)
-            mse = latent_eps_mse(
-                self.model, self.diffusion, frames, indices.to(self.device), num_observed,
-                self.timesteps[videos].to(self.device), self.noise[videos].to(self.device),
-            )
+            batch = FrameBatch.observed_first(frames, indices.to(self.device), num_observed)
+            t, noise = self.timesteps[videos].to(self.device), self.noise[videos].to(self.device)
+            mse = latent_eps_mse(self.model, self.diffusion, batch, t, noise)
             totals.index_add_(0, torch.tensor([s for s, _ in chunk]), mse.double().cpu())
             if self.on_rows is not None:
                 self.on_rows(len(chunk))
@@ -168,9 +169,7 @@ def optimize_stage(estimate: SetLossEstimator, latent: Sequence[int], done: Sequ
 
 def stage_noise(seed: int, stage: int, shape: Sequence[int]) -> Tensor:
     """The fixed noise of one stage, the same in every run with this seed."""
-    from flexvid.sampling.engine import stage_seed
-
-    return torch.randn(tuple(shape), generator=torch.Generator().manual_seed(stage_seed(seed, 0, stage)))
+    return torch.randn(tuple(shape), generator=generator(Stream.OPTIMIZE_NOISE, seed, stage))
 
 
 def model_digest(model: torch.nn.Module) -> str:
@@ -307,16 +306,13 @@ def write_schedule(out: str | Path, results: dict[int, StageResult], settings: O
 
 
 def load_training_videos(dataset: Any, count: int, seed: int = 0) -> Tensor:
-    """The first `count` videos of a training split as uint8 (count, T, C, H, W), each drawn with the
-    global RNGs seeded from (seed, index) so a rerun sees the same windows."""
-    from flexvid.data.loader import seeded_global_rngs
-
+    """The first `count` videos of a training split as uint8 (count, T, C, H, W), each video's random
+    window drawn from an rng seeded by (seed, index) so a rerun sees the same windows."""
     if not getattr(dataset, "infinite", False) and len(dataset) < count:
         raise DatasetError(f"The training split has {len(dataset)} videos, fewer than --num_videos {count}; lower --num_videos.")
     videos = []
     for index in range(count):
-        with seeded_global_rngs([seed, index]):
-            video = dataset[index][0]
+        video = dataset.item(index, numpy_rng(Stream.OPTIMIZE_VIDEOS, seed, index))[0]
         videos.append(torch.from_numpy(to_uint8(video)))
     return torch.stack(videos)
 

@@ -14,3 +14,13 @@ class Stage(NamedTuple):
     def to_dict(self) -> dict[str, list[int]]:
         """The JSON form, {"obs": [...], "latent": [...]}."""
         return {"obs": list(self.obs), "latent": list(self.latent)}
+
+
+# How the default below reads in help texts.
+LATENT_FRAMES_DEFAULT = "max_frames // 2"
+
+
+def latent_frames_per_stage(max_frames: int, requested: int | None = None) -> int:
+    """Frames one stage generates: `requested` when given, else half of the K = `max_frames` frames of a
+    network call (rounded down), the paper's default; the other frames are observed."""
+    return requested if requested is not None else max_frames // 2

@@ -1,11 +1,11 @@
-"""Training checkpoints that never lose work.
+"""Training run directories: checkpoints that never lose work, and which checkpoint of a run to load.
 
-Each checkpoint is a directory `RUN_DIR/checkpoints/step_NNNNNNN` holding `model.safetensors`,
-`ema_<rate>.safetensors`, `config.json`, `training_state.pt` (optimizer, step, RNG states, data
-position) and `manifest.json` (size and SHA-256 of every file). It is written under a temporary
-name and renamed, so a crash never leaves a half-written `step_*` directory; a checkpoint that is
-corrupt anyway (disk trouble, manual edits) fails its manifest check, is reported, and the previous
-one is used.
+Each checkpoint is a directory `RUN_DIR/checkpoints/step_NNNNNNN` holding weights in flexvid's format
+(flexvid.weights: `model.safetensors`, `ema_<rate>.safetensors`, `config.json`), `training_state.pt`
+(optimizer, step, RNG states, data position) and `manifest.json` (size and SHA-256 of every file).
+It is written under a temporary name and renamed, so a crash never leaves a half-written `step_*`
+directory; a checkpoint that is corrupt anyway (disk trouble, manual edits) fails its manifest
+check, is reported, and the previous one is used.
 """
 
 from __future__ import annotations
@@ -23,23 +23,16 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from flexvid.checkpoint import load_weights, save_weights
 from flexvid.errors import CheckpointError
 from flexvid.files import sha256_of
-from flexvid.training.config import RunConfig
+from flexvid.run_config import RunConfig
+from flexvid.weights import CONFIG_FILENAME, MODEL_FILENAME, ema_filename, load_weights, save_weights
 
 CHECKPOINTS_SUBDIR = "checkpoints"
-MODEL_FILENAME = "model.safetensors"
 STATE_FILENAME = "training_state.pt"
-CONFIG_FILENAME = "config.json"
 MANIFEST_FILENAME = "manifest.json"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 _TEMP_PREFIX = ".tmp_"  # checkpoints are written under .tmp_step_NNNNNNN_XXXX, then renamed
-
-
-def ema_filename(rate: float) -> str:
-    """`ema_<rate>.safetensors`, e.g. ema_0.9999.safetensors."""
-    return f"ema_{rate}.safetensors"
 
 
 def checkpoint_path(run_dir: str | Path, step: int) -> Path:
@@ -133,10 +126,9 @@ def save_checkpoint(
     target = checkpoint_path(run_dir, step)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f"{_TEMP_PREFIX}{target.name}_"))
     try:
-        save_weights(tmp / MODEL_FILENAME, model_state, config)
+        save_weights(tmp, model_state, config)  # model.safetensors and config.json
         for rate, state in ema_states.items():
             save_weights(tmp / ema_filename(rate), state, config)
-        (tmp / CONFIG_FILENAME).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
         torch.save({**training_state, "step": step}, tmp / STATE_FILENAME)
         files = sorted(p.name for p in tmp.iterdir())
         manifest = {name: {"bytes": (tmp / name).stat().st_size, "sha256": sha256_of(tmp / name)} for name in files}
@@ -214,7 +206,7 @@ def load_checkpoint(path: str | Path, rates: tuple[float, ...], device: torch.de
         file = path / ema_filename(rate)
         if not file.is_file():
             raise CheckpointError(f"Checkpoint {path} has no EMA weights for rate {rate} ({file.name}).")
-        ema[rate] = load_weights(file, device=device)[0]
+        ema[rate] = load_weights(file, device=device).state_dict
     try:
         training_state = torch.load(path / STATE_FILENAME, map_location=device, weights_only=True)
     except Exception as err:  # torch raises many types for damaged or foreign files; never retry unsafely
@@ -222,5 +214,16 @@ def load_checkpoint(path: str | Path, rates: tuple[float, ...], device: torch.de
             f"Checkpoint {path} has an unreadable {STATE_FILENAME} ({type(err).__name__}); resume from an "
             "earlier checkpoint by moving this one out of the checkpoints folder."
         ) from None
-    model = load_weights(path / MODEL_FILENAME, device=device)[0]
+    model = load_weights(path / MODEL_FILENAME, device=device).state_dict
     return {"model": model, "ema": ema, "training_state": training_state}
+
+
+def checkpoint_to_load(path: str | Path) -> Path:
+    """What to load for `path`: a run directory's newest intact checkpoint, a training checkpoint once its
+    manifest checks out, and any other path as it is."""
+    path = Path(path)
+    if path.is_dir() and (path / CHECKPOINTS_SUBDIR).is_dir() and not (path / MODEL_FILENAME).exists():
+        return latest_valid_checkpoint(path)
+    if path.is_dir() and (path / MANIFEST_FILENAME).is_file():
+        verify_checkpoint(path)
+    return path

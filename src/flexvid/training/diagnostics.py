@@ -9,9 +9,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from flexvid.diffusion.gaussian import GaussianDiffusion
+from flexvid.frame_batch import FrameBatch
 
 GAIN_TIMESTEPS = (200, 500, 800)  # diffusion steps (of 1000) at which the gain is measured
 
@@ -20,28 +23,26 @@ GAIN_TIMESTEPS = (200, 500, 800)  # diffusion steps (of 1000) at which the gain 
 def conditioning_gain(
     model: torch.nn.Module,
     diffusion: GaussianDiffusion,
-    batch: dict[str, torch.Tensor],
+    batch: FrameBatch,
     *,
     timesteps: tuple[int, ...] = GAIN_TIMESTEPS,
     seed: int = 0,
 ) -> dict[str, float]:
     """`{"cond_gain_t<t>": MSE without / MSE with observed frames}` on the latent frames, one per timestep.
 
-    `batch` holds `x0`, `frame_indices`, `obs_mask`, `latent_mask`; noise is fixed by `seed`.
+    The noise is fixed by `seed`.
     """
-    x0, latent = batch["x0"], batch["latent_mask"]
+    x0, latent = batch.x0, batch.latent_mask
     generator = torch.Generator(device=x0.device).manual_seed(seed)
     noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-    without = {**batch, "obs_mask": torch.zeros_like(batch["obs_mask"])}
+    without = dataclasses.replace(batch, obs_mask=torch.zeros_like(batch.obs_mask))
     gains: dict[str, float] = {}
     for step in timesteps:
         t = torch.full((x0.shape[0],), min(step, diffusion.num_timesteps - 1), dtype=torch.long, device=x0.device)
         x_t = diffusion.q_sample(x0, t, noise=noise)
         errors = []
-        for kwargs in (batch, without):
-            model_kwargs = {"frame_indices": kwargs["frame_indices"], "obs_mask": kwargs["obs_mask"],
-                            "latent_mask": latent, "x0": x0}
-            output = diffusion.run_model(model, x_t, t, model_kwargs)[:, :, : x0.shape[2]]
+        for inputs in (batch, without):
+            output = diffusion.run_model(model, x_t, t, inputs)[:, :, : x0.shape[2]]
             eps = diffusion.predict_eps_from_xstart(x_t, t, output) if diffusion.predicts_xstart else output
             errors.append(float(((eps - noise) ** 2 * latent).sum() / (latent.sum() * x0[0, 0].numel())))
         gains[f"cond_gain_t{step}"] = errors[1] / max(errors[0], 1e-12)

@@ -11,26 +11,27 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
 
-from flexvid.checkpoint import check_state_dict, load_weights
 from flexvid.data.base import VideoDataset, build_dataset
 from flexvid.data.loader import make_train_loader, per_process_batch, shutdown_workers
-from flexvid.data.tasks import build_example
 from flexvid.diffusion import build_diffusion, respaced
 from flexvid.diffusion.samplers import ddim_sample
-from flexvid.diffusion.timestep_samplers import LossSecondMomentResampler, create_named_schedule_sampler
+from flexvid.diffusion.timestep_samplers import create_named_schedule_sampler
 from flexvid.errors import ConfigError, DatasetError, FlexvidError
+from flexvid.frame_batch import FrameBatch
 from flexvid.nn import UNetVideo
+from flexvid.run_config import RunConfig
+from flexvid.schemes.stage import latent_frames_per_stage
+from flexvid.seeding import Stream, generator, numpy_rng, seed_global_rngs
 from flexvid.training.checkpointing import (
     capture_rng_state,
     checkpoint_path,
@@ -41,16 +42,16 @@ from flexvid.training.checkpointing import (
     save_checkpoint,
 )
 from flexvid.training.config import CONFIG_FILENAME as RUN_CONFIG_FILENAME
-from flexvid.training.config import RunConfig, save_run_config
+from flexvid.training.config import save_run_config
 from flexvid.training.diagnostics import conditioning_gain, sample_statistics
 from flexvid.training.distributed import DistInfo, all_reduce_sum, barrier
 from flexvid.training.ema import EMA
 from flexvid.training.logging import Progress, RunLogger
 from flexvid.training.signals import StopRequest
+from flexvid.training.statistics import TrainingStatistics
 from flexvid.training.video_log import log_sample_videos
+from flexvid.weights import check_state_dict, load_weights
 
-# Stream numbers mixed into seeds so each kind of randomness is independent of the others.
-_TIMESTEP_STREAM, _NOISE_STREAM, _SAMPLE_STREAM = 10, 11, 12
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 DIAGNOSTIC_VIDEOS = 8  # test videos in the validation batch that measures the conditioning gain
 
@@ -66,12 +67,6 @@ class TrainResult:
     step: int
     checkpoint: Path | None  # the newest checkpoint written
     stopped_by: str | None = None  # signal name when SIGTERM/SIGINT ended the run early
-
-
-def _seed_from(*entropy: int) -> int:
-    """A 63-bit seed from a tuple of non-negative integers."""
-    words = np.random.SeedSequence(list(entropy)).generate_state(2, dtype=np.uint32)
-    return (int(words[0]) << 31) ^ int(words[1])
 
 
 class Trainer:
@@ -91,36 +86,55 @@ class Trainer:
         self.dist = dist_info or DistInfo(0, 1, 0, torch.device("cpu"))
         self.device = self.dist.device
         self.out = out if out is not None else sys.stderr
-        train, data = config.train, config.data
+        train = config.train
         self.local_batch = per_process_batch(train.batch_size, self.dist.world_size)
+        self._refuse_used_run_dir(resume_from)
+        seed_global_rngs(Stream.PROCESS, train.seed, self.dist.rank)  # the weights' initialisation draws from them
+        self.dataset = self._build_dataset("train")
+        self.model = UNetVideo(config.network).to(self.device)
+        if resume_from is None and train.init_from is not None:
+            self._initialise_from(Path(train.init_from))
+        self.diffusion = build_diffusion(config.diffusion)
+        self.schedule_sampler = create_named_schedule_sampler(train.schedule_sampler, self.diffusion)
+        self.optimizer, self.scaler = self._build_optimizer()
+        self.ema = EMA(self.model, train.ema_rate)
+        self.step = 0
+        self.last_checkpoint: Path | None = None
+        if resume_from is not None:
+            self._restore(Path(resume_from))
+        self.ddp_model = self._wrap_distributed()
+        self.loader = self._build_loader()
+        self._validation: FrameBatch | None = None
+        self._ema_model: torch.nn.Module | None = None
+        self._write_run_files()
+
+    # ----------------------------------------------------------------------------- setup
+
+    def _refuse_used_run_dir(self, resume_from: str | Path | None) -> None:
+        """A new run (not resuming) must not start in a directory that already holds checkpoints."""
         if resume_from is None and list_checkpoints(self.run_dir):
             raise ConfigError(
                 f"{self.run_dir} already holds checkpoints; continue it with --resume {self.run_dir} "
                 "or choose another --run_dir."
             )
 
-        torch.manual_seed(_seed_from(train.seed, self.dist.rank))
-        np.random.seed(_seed_from(train.seed, self.dist.rank) % 2**32)
-        self.dataset = self._build_dataset("train")
-        config.model.in_channels = self.dataset.channels
+    def _build_optimizer(self) -> tuple[torch.optim.Optimizer, torch.amp.GradScaler]:
+        """AdamW over the network's parameters, and the gradient scaler (active for fp16 only)."""
+        train = self.config.train
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+        return optimizer, torch.amp.GradScaler(self.device.type, enabled=train.precision == "fp16")
 
-        self.model = UNetVideo(config.model).to(self.device)
-        if resume_from is None and train.init_from is not None:
-            self._initialise_from(Path(train.init_from))
-        self.diffusion = build_diffusion(config.diffusion)
-        self.schedule_sampler = create_named_schedule_sampler(train.schedule_sampler, self.diffusion)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=train.precision == "fp16")
-        self.ema = EMA(self.model, train.ema_rate)
-        self.step = 0
-        self.last_checkpoint: Path | None = None
-        if resume_from is not None:
-            self._restore(Path(resume_from))
-        self.ddp_model: torch.nn.Module = self.model
-        if self.dist.distributed:
-            device_ids = [self.device.index] if self.device.type == "cuda" else None
-            self.ddp_model = DistributedDataParallel(self.model, device_ids=device_ids)
-        self.loader = make_train_loader(
+    def _wrap_distributed(self) -> torch.nn.Module:
+        """The network the steps run: under torchrun wrapped in DistributedDataParallel, else itself."""
+        if not self.dist.distributed:
+            return self.model
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(self.model, device_ids=device_ids)
+
+    def _build_loader(self) -> DataLoader:
+        """This process's endless stream of training batches, from the current step on."""
+        train, data = self.config.train, self.config.data
+        return make_train_loader(
             self.dataset,
             global_batch_size=train.batch_size,
             max_frames=data.max_frames,
@@ -134,17 +148,21 @@ class Trainer:
             observed_share=train.observed_share,
             pin_memory=self.device.type == "cuda",
         )
-        self._validation: dict[str, torch.Tensor] | None = None
-        self._ema_model: torch.nn.Module | None = None
+
+    def _write_run_files(self) -> None:
+        """On the main process: remove a killed save's temporaries and record the run's config."""
         if self.dist.is_main:
             remove_stale_temporaries(self.run_dir)
-            save_run_config(config, self.run_dir)
-
-    # ----------------------------------------------------------------------------- setup
+            save_run_config(self.config, self.run_dir)
 
     def _build_dataset(self, split: str) -> VideoDataset:
-        data, model = self.config.data, self.config.model
-        dataset = build_dataset(data.dataset, split, T=data.T, image_size=model.image_size, data_dir=data.data_dir)
+        data = self.config.data
+        dataset = build_dataset(data.dataset, split, T=data.T, image_size=data.image_size, data_dir=data.data_dir)
+        if dataset.channels != data.channels:
+            raise DatasetError(
+                f"The {split} split of dataset {data.dataset!r} has {dataset.channels}-channel frames, not the "
+                f"{data.channels} its registration promises; register it with channels={dataset.channels}."
+            )
         if len(dataset) < 1:
             raise DatasetError(f"The {split} split of dataset {data.dataset!r} holds no videos; check --data_dir.")
         if dataset.T < data.max_frames:
@@ -156,7 +174,7 @@ class Trainer:
 
     def _initialise_from(self, weights: Path) -> None:
         """Start from another model's weights (its EMA weights where it has them); the optimiser starts fresh."""
-        state_dict, _ = load_weights(weights, device=self.device, use_ema=True)
+        state_dict = load_weights(weights, device=self.device, use_ema=True).state_dict
         check_state_dict(self.model, state_dict, f"{weights} (given as init_from)")
         self.model.load_state_dict(state_dict)
 
@@ -170,9 +188,7 @@ class Trainer:
         state = loaded["training_state"]
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
-        if isinstance(self.schedule_sampler, LossSecondMomentResampler) and "schedule_sampler" in state:
-            self.schedule_sampler.loss_history[:] = state["schedule_sampler"]["loss_history"].numpy()
-            self.schedule_sampler.loss_counts[:] = state["schedule_sampler"]["loss_counts"].numpy()
+        self.schedule_sampler.load_state_dict(state.get("schedule_sampler", {}))
         restore_rng_state(state["rng"])
         self.step = int(state["step"])
         self.last_checkpoint = checkpoint
@@ -181,8 +197,8 @@ class Trainer:
 
     def _timesteps(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """This process's rows of the global batch's diffusion steps and importance weights."""
-        generator = torch.Generator().manual_seed(_seed_from(self.config.train.seed, _TIMESTEP_STREAM, step))
-        t, weights = self.schedule_sampler.sample(self.config.train.batch_size, "cpu", generator=generator)
+        steps = generator(Stream.TIMESTEPS, self.config.train.seed, step)
+        t, weights = self.schedule_sampler.sample(self.config.train.batch_size, "cpu", generator=steps)
         rows = slice(self.dist.rank * self.local_batch, (self.dist.rank + 1) * self.local_batch)
         return t[rows].to(self.device), weights[rows].to(self.device)
 
@@ -190,9 +206,8 @@ class Trainer:
         """Per-example Gaussian noise seeded by the example's global number."""
         rows = []
         for example in example_ids.tolist():
-            generator = torch.Generator(device=self.device)
-            generator.manual_seed(_seed_from(self.config.train.seed, _NOISE_STREAM, example))
-            rows.append(torch.randn(like.shape[1:], generator=generator, device=self.device, dtype=like.dtype))
+            noise = generator(Stream.TRAINING_NOISE, self.config.train.seed, example, device=self.device)
+            rows.append(torch.randn(like.shape[1:], generator=noise, device=self.device, dtype=like.dtype))
         return torch.stack(rows)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -207,17 +222,16 @@ class Trainer:
             return train.lr
         return train.lr * max(0.0, 1.0 - step / train.lr_anneal_steps)
 
-    def _train_step(self, batch: dict[str, torch.Tensor], stats: torch.Tensor) -> float:
+    def _train_step(self, batch: dict[str, Any], stats: TrainingStatistics) -> float:
         """Forward/backward over micro-batches, then one optimiser and EMA step; returns the grad norm.
 
         Raises TrainingDivergedError (before touching the weights) when the loss is not finite.
         """
         train = self.config.train
         self.model.train()
-        x0 = batch["x0"].to(self.device, non_blocking=True)
-        kwargs = {k: batch[k].to(self.device, non_blocking=True) for k in ("frame_indices", "obs_mask", "latent_mask")}
+        frames = batch["frames"].to(self.device, non_blocking=True)
         t, weights = self._timesteps(self.step)
-        noise = self._noise(batch["example_id"], x0)
+        noise = self._noise(batch["example_id"], frames.x0)
         micro = train.microbatch or self.local_batch
         self.optimizer.zero_grad(set_to_none=True)
         per_example: dict[str, list[torch.Tensor]] = {"loss": [], "mse": []}
@@ -227,24 +241,19 @@ class Trainer:
             sync = contextlib.nullcontext() if is_last or not self.dist.distributed else self.ddp_model.no_sync()
             with sync:
                 with self._autocast():
-                    losses = self.diffusion.training_losses(
-                        self.ddp_model,
-                        x0[rows],
-                        t[rows],
-                        {**{k: v[rows] for k, v in kwargs.items()}, "x0": x0[rows]},
-                        noise=noise[rows],
-                    )
+                    losses = self.diffusion.training_losses(self.ddp_model, frames[rows], t[rows], noise=noise[rows])
                 loss = (losses["loss"].float() * weights[rows]).sum() / self.local_batch
                 self.scaler.scale(loss).backward()
             per_example["loss"].append(losses["loss"].detach().float())
             per_example["mse"].append(losses["mse"].detach().float())
         loss_values = torch.cat(per_example["loss"])
         self.schedule_sampler.update_with_local_losses(t, loss_values)
-        step_stats = self._step_stats(t, loss_values * weights, torch.cat(per_example["mse"]) * weights)
-        total = all_reduce_sum(step_stats.to(self.device), self.dist).cpu()
-        if not math.isfinite(float(total[0])):
+        step_stats = TrainingStatistics.of_examples(
+            t, loss_values * weights, torch.cat(per_example["mse"]) * weights, self.diffusion.num_timesteps
+        ).all_reduced(self.dist)
+        if not step_stats.is_finite():
             raise TrainingDivergedError(self._diverged_message())
-        stats += total
+        stats.add_(step_stats)
         self.scaler.unscale_(self.optimizer)
         params = [p for p in self.model.parameters() if p.grad is not None]
         if train.grad_clip > 0:
@@ -257,15 +266,6 @@ class Trainer:
         self.scaler.update()
         self.ema.update(self.model)
         return grad_norm
-
-    def _step_stats(self, t: torch.Tensor, loss: torch.Tensor, mse: torch.Tensor) -> torch.Tensor:
-        """[loss sum, mse sum, count, loss sum per timestep quartile (4), count per quartile (4)]."""
-        quartile = (t.cpu() * 4 // self.diffusion.num_timesteps).clamp(max=3)
-        loss, mse = loss.double().cpu(), mse.double().cpu()
-        q_loss = torch.zeros(4, dtype=torch.float64).index_add_(0, quartile, loss)
-        q_count = torch.zeros(4, dtype=torch.float64).index_add_(0, quartile, torch.ones_like(loss))
-        head = torch.tensor([loss.sum(), mse.sum(), float(len(loss))], dtype=torch.float64)
-        return torch.cat([head, q_loss, q_count])
 
     def _diverged_message(self, what: str = "The loss") -> str:
         where = (
@@ -295,12 +295,8 @@ class Trainer:
                 "rng": capture_rng_state(),
                 "data": {"next_step": self.step, "seed": self.config.train.seed},
                 "world_size": self.dist.world_size,
+                "schedule_sampler": self.schedule_sampler.state_dict(),
             }
-            if isinstance(self.schedule_sampler, LossSecondMomentResampler):
-                training_state["schedule_sampler"] = {
-                    "loss_history": torch.from_numpy(self.schedule_sampler.loss_history.copy()),
-                    "loss_counts": torch.from_numpy(self.schedule_sampler.loss_counts.copy()),
-                }
             path = save_checkpoint(
                 self.run_dir,
                 self.step,
@@ -314,25 +310,20 @@ class Trainer:
         self.last_checkpoint = path or checkpoint_path(self.run_dir, self.step)
         return self.last_checkpoint
 
-    def _validation_batch(self) -> dict[str, torch.Tensor]:
-        """A fixed batch: the first videos of the test split, first K/2 frames observed, next K/2 generated."""
+    def _validation_batch(self) -> FrameBatch:
+        """A fixed batch: the first videos of the test split, the first of their K frames observed and the
+        last `latent_frames_per_stage(K)` generated, as in a default sampling stage."""
         if self._validation is None:
             try:
                 dataset = self._build_dataset("test")
             except DatasetError:
                 dataset = self.dataset
             K = self.config.data.max_frames
-            task = (np.arange(K // 2), np.arange(K // 2, K))
-            count = max(self.config.train.num_sample_videos, DIAGNOSTIC_VIDEOS)
-            examples = [
-                build_example(dataset[i][0], task, K, np.random.default_rng(i)) for i in range(min(count, len(dataset)))
-            ]
-            self._validation = {
-                "x0": torch.stack([e["frames"] for e in examples]),
-                "frame_indices": torch.stack([e["frame_indices"] for e in examples]),
-                "obs_mask": torch.stack([e["obs_mask"] for e in examples]),
-                "latent_mask": torch.stack([e["latent_mask"] for e in examples]),
-            }
+            count = min(max(self.config.train.num_sample_videos, DIAGNOSTIC_VIDEOS), len(dataset))
+            seed = self.config.train.seed
+            videos = torch.stack([dataset.item(i, numpy_rng(Stream.VALIDATION, seed, i))[0] for i in range(count)])
+            observed = K - latent_frames_per_stage(K)
+            self._validation = FrameBatch.from_indices(videos, range(observed), range(observed, K))
         return self._validation
 
     def _loaded_ema_model(self) -> torch.nn.Module:
@@ -345,14 +336,14 @@ class Trainer:
     def diagnostics(self, truth: torch.Tensor, samples: torch.Tensor) -> dict[str, float]:
         """Conditioning gain of the EMA and the online network on the validation batch, and statistics
         of the EMA samples. (Early in a run the EMA weights still lag far behind the online ones.)"""
-        batch = {k: v.to(self.device) for k, v in self._validation_batch().items()}
+        batch = self._validation_batch().to(self.device)
         seed = self.config.train.seed
         self.model.eval()
         with self._autocast():
             gains = conditioning_gain(self._loaded_ema_model(), self.diffusion, batch, seed=seed)
             online = conditioning_gain(self.model, self.diffusion, batch, seed=seed)
         self.model.train()
-        latent = batch["latent_mask"][: truth.shape[0]].cpu()
+        latent = batch.latent_mask[: truth.shape[0]].cpu()
         return {
             **gains,
             **{f"online_{key}": value for key, value in online.items()},
@@ -363,17 +354,16 @@ class Trainer:
     def sample_videos(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Complete the first validation videos with the first EMA rate's weights; returns (truth, samples, obs_mask)."""
         count = self.config.train.num_sample_videos
-        batch = {k: v[:count].to(self.device) for k, v in self._validation_batch().items()}
+        batch = self._validation_batch()[:count].to(self.device)
         ema_model = self._loaded_ema_model()
         diffusion = respaced(self.config.diffusion, self.config.train.sample_steps, "ddim")
         generators = [
-            torch.Generator(device=self.device).manual_seed(_seed_from(self.config.train.seed, _SAMPLE_STREAM, i))
-            for i in range(batch["x0"].shape[0])
+            generator(Stream.VALIDATION_NOISE, self.config.train.seed, i, device=self.device)
+            for i in range(batch.x0.shape[0])
         ]
-        kwargs = {k: batch[k] for k in ("frame_indices", "obs_mask", "latent_mask")}
         with self._autocast():
-            samples = ddim_sample(ema_model, diffusion, batch["x0"], kwargs, generator=generators)
-        return batch["x0"], samples.float(), batch["obs_mask"]
+            samples = ddim_sample(ema_model, diffusion, batch, generator=generators)
+        return batch.x0, samples.float(), batch.obs_mask
 
     # ----------------------------------------------------------------------------- the loop
 
@@ -393,7 +383,7 @@ class Trainer:
         progress = Progress(train.max_steps, self.step, enabled=self.dist.is_main, interval=train.log_interval, stream=self.out)
         if resumed:
             progress.write(f"resumed from {self.last_checkpoint} at step {self.step}")
-        stats = torch.zeros(11, dtype=torch.float64)
+        stats = TrainingStatistics()
         grad_norm_sum, data_wait, window_start, window_steps = 0.0, 0.0, time.perf_counter(), 0
         saved_step = self.step if resumed else -1
         stopped_by = None
@@ -413,7 +403,7 @@ class Trainer:
                         metrics = self._metrics(stats, grad_norm_sum / window_steps, window_steps, elapsed, data_wait)
                         logger.log_scalars(self.step, metrics)
                         progress.update(self.step, metrics["loss"])
-                        stats.zero_()
+                        stats = TrainingStatistics()
                         grad_norm_sum, data_wait, window_start, window_steps = 0.0, 0.0, time.perf_counter(), 0
                     if self.step % train.save_interval == 0 or self.step == train.max_steps:
                         self.save()
@@ -448,12 +438,10 @@ class Trainer:
         return bool(all_reduce_sum(flag, self.dist).item() > 0)
 
     def _metrics(
-        self, stats: torch.Tensor, grad_norm: float, steps: int, elapsed: float, data_wait: float
+        self, stats: TrainingStatistics, grad_norm: float, steps: int, elapsed: float, data_wait: float
     ) -> dict[str, float]:
-        count = max(float(stats[2]), 1.0)
         metrics = {
-            "loss": float(stats[0]) / count,
-            "mse": float(stats[1]) / count,
+            **stats.means(),
             "grad_norm": grad_norm,
             "lr": self.optimizer.param_groups[0]["lr"],
             "steps_per_sec": steps / elapsed,
@@ -461,9 +449,6 @@ class Trainer:
             "frames_per_sec": steps * self.config.train.batch_size * self.config.data.max_frames / elapsed,
             "data_wait_frac": data_wait / elapsed,
         }
-        for q in range(4):
-            if stats[7 + q] > 0:
-                metrics[f"loss_q{q}"] = float(stats[3 + q] / stats[7 + q])
         if self.scaler.is_enabled():
             metrics["grad_scale"] = float(self.scaler.get_scale())
         return metrics
