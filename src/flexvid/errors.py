@@ -31,3 +31,23 @@ class WeightsError(FlexvidError):
 
 class DirectoryInUseError(FlexvidError):
     """Another flexvid process holds the lock on a run or evaluation directory."""
+
+
+class ModelInputError(FlexvidError):
+    """The tensors given to the network have the wrong shapes."""
+
+
+class FrameIndexError(FlexvidError):
+    """Frame indices cannot be encoded by the network (out of the look-up table's range)."""
+
+
+class TrainingDivergedError(FlexvidError):
+    """The loss or the weights became NaN or infinite; training stopped without saving the broken weights."""
+
+
+class VideoDecodeError(DatasetError):
+    """A video file cannot be read, or holds fewer frames than were asked for."""
+
+
+class DownloadError(DatasetError):
+    """A download failed, stopped early, or does not match its checksum."""

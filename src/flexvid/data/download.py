@@ -23,15 +23,11 @@ from typing import Any, Iterator
 
 from tqdm import tqdm
 
-from flexvid.errors import DatasetError
+from flexvid.errors import DatasetError, DownloadError
 from flexvid.files import atomic_write_json, sha256_of
 
 MARKER_FILE = ".flexvid_prepared.json"
 CHUNK_BYTES = 1 << 20
-
-
-class DownloadError(DatasetError):
-    """A download failed, stopped early, or does not match its checksum."""
 
 
 def download(

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from flexvid.errors import DatasetError
+from flexvid.errors import DatasetError, VideoDecodeError
 from flexvid.video_io import from_uint8
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".webm", ".mov", ".mkv", ".m4v"})
@@ -26,10 +26,6 @@ GIF_EXTENSIONS = frozenset({".gif"})
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg"})
 BACKENDS = ("auto", "pyav", "ffmpeg")
 SHORT_VIDEO_POLICIES = ("skip", "error")
-
-
-class VideoDecodeError(DatasetError):
-    """A video file cannot be read, or holds fewer frames than were asked for."""
 
 
 def natural_key(name: str) -> tuple:

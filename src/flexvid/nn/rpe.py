@@ -10,12 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from flexvid.errors import FlexvidError
+from flexvid.errors import FlexvidError, FrameIndexError
 from flexvid.nn.layers import FrameContext, zero_init
-
-
-class FrameIndexError(FlexvidError):
-    """Frame indices cannot be encoded by the network (out of the look-up table's range)."""
 
 
 def frame_distances(frame_indices: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from flexvid.config import ModelConfig
-from flexvid.errors import ConfigError, FlexvidError
+from flexvid.errors import ConfigError, FlexvidError, ModelInputError
 from flexvid.nn.attention import FactorizedAttention, check_heads
 from flexvid.nn.layers import (
     ContextLayer,
@@ -24,10 +24,6 @@ from flexvid.nn.layers import (
     zero_init,
 )
 from flexvid.nn.rpe import distance_features, frame_distances, table_rows
-
-
-class ModelInputError(FlexvidError):
-    """The tensors given to the network have the wrong shapes."""
 
 
 class Stage(nn.Sequential):

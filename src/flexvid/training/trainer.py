@@ -26,7 +26,7 @@ from flexvid.data.loader import make_train_loader, per_process_batch, shutdown_w
 from flexvid.diffusion import build_diffusion, respaced
 from flexvid.diffusion.samplers import ddim_sample
 from flexvid.diffusion.timestep_samplers import create_named_schedule_sampler
-from flexvid.errors import ConfigError, DatasetError, FlexvidError
+from flexvid.errors import ConfigError, DatasetError, FlexvidError, TrainingDivergedError
 from flexvid.frame_batch import FrameBatch
 from flexvid.nn import UNetVideo
 from flexvid.run_config import RunConfig
@@ -54,10 +54,6 @@ from flexvid.weights import check_state_dict, load_weights
 
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 DIAGNOSTIC_VIDEOS = 8  # test videos in the validation batch that measures the conditioning gain
-
-
-class TrainingDivergedError(FlexvidError):
-    """The loss or the weights became NaN or infinite; training stopped without saving the broken weights."""
 
 
 @dataclass
