@@ -421,3 +421,11 @@ def test_cli_show_text_and_errors(tmp_path, capsys):
             main(argv + ["--out", str(tmp_path / "b.png")])
         assert exit_info.value.code == 2
         assert match in capsys.readouterr().err
+
+
+def test_one_frame_per_call_is_named_as_the_problem(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["schemes", "show", "autoreg", "--T", "20", "--n_obs", "2", "--max_frames", "1"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "max_frames=1 leaves no room" in error and "step_size" not in error

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from flexvid.errors import SchemeError
+
 
 class Stage(NamedTuple):
     """One network call: the frames to condition on and the frames to generate (sorted, distinct)."""
@@ -23,4 +25,9 @@ LATENT_FRAMES_DEFAULT = "max_frames // 2"
 def latent_frames_per_stage(max_frames: int, requested: int | None = None) -> int:
     """Frames one stage generates: `requested` when given, else half of the K = `max_frames` frames of a
     network call (rounded down), the paper's default; the other frames are observed."""
+    if requested is None and max_frames < 2:
+        raise SchemeError(
+            f"max_frames={max_frames} leaves no room in a network call for both observed and generated "
+            "frames; use max_frames of at least 2."
+        )
     return requested if requested is not None else max_frames // 2
