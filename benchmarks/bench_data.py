@@ -167,7 +167,7 @@ def main() -> None:
             datasets[label] = build_dataset(name, "train", T=T, image_size=size, data_dir=data_dir)
         if "clips" in tables:
             print(f"{'format':<18} {'clip (T @ size)':<16} {'workers':>7} {'clips/s':>9} {'ms/clip':>9}")
-            for label, name, T, size, sub, count in SETTINGS:
+            for label, _name, T, size, _sub, _count in SETTINGS:
                 for workers in worker_counts:
                     rate = clips_per_second(datasets[label], workers, args.clips, args.repeats)
                     row = f"{label:<18} {f'{T} @ {size}':<16} {workers:>7} {rate:>9.1f} {1000 / rate:>9.1f}"

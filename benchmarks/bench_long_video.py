@@ -33,8 +33,8 @@ from flexvid.nn import UNetVideo
 from flexvid.sampling.engine import network_calls
 from flexvid.sampling.long_video import chunk_plan, generate_long
 from flexvid.sampling.outputs import NpyStreamWriter
-from flexvid.video_io import to_uint8
 from flexvid.schemes import scheme_stages
+from flexvid.video_io import to_uint8
 
 MIB = 1024.0**2
 
@@ -63,7 +63,7 @@ class RssSampler:
             self.samples.append((self.frames_done, vm_rss_bytes()))
             time.sleep(self.interval)
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:
         self._thread.start()
         return self
 
@@ -79,8 +79,12 @@ class RssSampler:
 
 def generate(args: argparse.Namespace, length: int) -> dict[str, float]:
     """Generate one `length`-frame video, streamed to a temporary .npy file; return memory and time figures."""
-    config = ModelConfig(image_size=args.image_size, num_channels=args.num_channels,
-                         num_res_blocks=args.num_res_blocks, max_frames=args.max_frames)
+    config = ModelConfig(
+        image_size=args.image_size,
+        num_channels=args.num_channels,
+        num_res_blocks=args.num_res_blocks,
+        max_frames=args.max_frames,
+    )
     torch.manual_seed(0)
     model = UNetVideo(config).eval()
     diffusion = respaced(DiffusionConfig(), args.steps, "ddim")
@@ -90,8 +94,13 @@ def generate(args: argparse.Namespace, length: int) -> dict[str, float]:
     def make_stages(video_length: int, n_obs: int) -> list:
         key = (video_length, n_obs)
         if key not in stage_lists:
-            stage_lists[key] = scheme_stages(args.scheme, video_length=video_length, num_observed_frames=n_obs,
-                                             max_frames=args.max_frames, step_size=args.max_latent_frames)
+            stage_lists[key] = scheme_stages(
+                args.scheme,
+                video_length=video_length,
+                num_observed_frames=n_obs,
+                max_frames=args.max_frames,
+                step_size=args.max_latent_frames,
+            )
         return stage_lists[key]
 
     plan = chunk_plan(length, 0, args.chunk_length, args.context)
@@ -109,8 +118,19 @@ def generate(args: argparse.Namespace, length: int) -> dict[str, float]:
                 sampler.frames_done = start + frames.shape[1]
 
             begin = time.perf_counter()
-            generate_long(model, diffusion, observed, length, make_stages, sample_fn, emit,
-                          chunk_length=args.chunk_length, context=args.context, seed=0, video_keys=[0])
+            generate_long(
+                model,
+                diffusion,
+                observed,
+                length,
+                make_stages,
+                sample_fn,
+                emit,
+                chunk_length=args.chunk_length,
+                context=args.context,
+                seed=0,
+                video_keys=[0],
+            )
             seconds = time.perf_counter() - begin
             writer.close()
         video = np.load(path, mmap_mode="r")
@@ -136,15 +156,26 @@ def generate(args: argparse.Namespace, length: int) -> dict[str, float]:
 def child_command(args: argparse.Namespace, length: int) -> list[str]:
     """This script, run for one length in a fresh process."""
     command = [sys.executable, __file__, "--child", str(length)]
-    for name in ("scheme", "steps", "image_size", "num_channels", "num_res_blocks", "max_frames",
-                 "max_latent_frames", "chunk_length", "context", "threads"):
+    for name in (
+        "scheme",
+        "steps",
+        "image_size",
+        "num_channels",
+        "num_res_blocks",
+        "max_frames",
+        "max_latent_frames",
+        "chunk_length",
+        "context",
+        "threads",
+    ):
         command += [f"--{name}", str(getattr(args, name))]
     return command
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     parser.add_argument("--lengths", type=lambda s: [int(n) for n in s.split(",")], default=[1000, 10000])
     parser.add_argument("--scheme", default="autoreg")
     parser.add_argument("--steps", type=int, default=2, help="DDIM steps")
@@ -162,13 +193,26 @@ def main() -> None:
     if args.child is not None:
         print(json.dumps(generate(args, args.child)))
         return
-    print(f"torch {torch.__version__}, {args.threads} CPU thread(s); {args.image_size}x{args.image_size}, "
-          f"{args.num_channels} channels, {args.num_res_blocks} res block(s), random weights, {args.scheme}, "
-          f"DDIM-{args.steps}, K={args.max_frames}, {args.max_latent_frames} latent frames per stage, "
-          f"chunks of {args.chunk_length} frames conditioned on the previous {args.context}, one video")
-    header = ["frames", "chunks", "network calls", "time (s)", "file (MiB)", "RSS before (MiB)",
-              "peak, first 10% of frames", "peak, last 10%", "RSS at end", "peak VmRSS (sampled)",
-              "ru_maxrss", "last 10% minus first 10%"]
+    print(
+        f"torch {torch.__version__}, {args.threads} CPU thread(s); {args.image_size}x{args.image_size}, "
+        f"{args.num_channels} channels, {args.num_res_blocks} res block(s), random weights, {args.scheme}, "
+        f"DDIM-{args.steps}, K={args.max_frames}, {args.max_latent_frames} latent frames per stage, "
+        f"chunks of {args.chunk_length} frames conditioned on the previous {args.context}, one video"
+    )
+    header = [
+        "frames",
+        "chunks",
+        "network calls",
+        "time (s)",
+        "file (MiB)",
+        "RSS before (MiB)",
+        "peak, first 10% of frames",
+        "peak, last 10%",
+        "RSS at end",
+        "peak VmRSS (sampled)",
+        "ru_maxrss",
+        "last 10% minus first 10%",
+    ]
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header), flush=True)
     for length in args.lengths:
         child = subprocess.run(child_command(args, length), capture_output=True, text=True)
@@ -176,10 +220,24 @@ def main() -> None:
             sys.exit(f"the {length}-frame run failed:\n{child.stderr}")
         result = json.loads(child.stdout.strip().splitlines()[-1])
         growth = result["peak_last_tenth_mib"] - result["peak_first_tenth_mib"]
-        cells = [length, result["chunks"], result["network_calls"], f"{result['seconds']:.0f}",
-                 f"{result['file_mib']:.1f}"]
-        cells += [f"{result[key]:.0f}" for key in ("rss_before_mib", "peak_first_tenth_mib", "peak_last_tenth_mib",
-                                                   "rss_end_mib", "peak_sampled_mib", "ru_maxrss_mib")]
+        cells = [
+            length,
+            result["chunks"],
+            result["network_calls"],
+            f"{result['seconds']:.0f}",
+            f"{result['file_mib']:.1f}",
+        ]
+        cells += [
+            f"{result[key]:.0f}"
+            for key in (
+                "rss_before_mib",
+                "peak_first_tenth_mib",
+                "peak_last_tenth_mib",
+                "rss_end_mib",
+                "peak_sampled_mib",
+                "ru_maxrss_mib",
+            )
+        ]
         cells.append(f"{growth:+.1f}")
         print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
 

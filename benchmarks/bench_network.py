@@ -20,8 +20,8 @@ import os
 import statistics
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import torch
 
@@ -44,9 +44,7 @@ CONFIGS: dict[str, BenchConfig] = {
     # The paper's GQN-Mazes model: 64x64, 128 channels, K=20.
     "mazes64": BenchConfig(ModelConfig(image_size=64, num_channels=128, max_frames=20), batch=8),
     # CARLA Town01 as in the authors' README: 128x128, 128 channels, one res block per level, K=20.
-    "carla128": BenchConfig(
-        ModelConfig(image_size=128, num_channels=128, num_res_blocks=1, max_frames=20), batch=2
-    ),
+    "carla128": BenchConfig(ModelConfig(image_size=128, num_channels=128, num_res_blocks=1, max_frames=20), batch=2),
 }
 
 
@@ -118,6 +116,7 @@ def use_variant(model: UNetVideo, fast: bool) -> None:
 
 def timed(fn: Callable[[], None], repeats: int, device: torch.device, memory: PeakMemory) -> tuple[float, float]:
     """Median wall-clock and CPU seconds of `fn` over `repeats` runs after one warm-up run."""
+
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -214,7 +213,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
-    parser.add_argument("--configs", default="ref32,mazes64,carla128", help="comma-separated names from: " + ", ".join(CONFIGS))
+    parser.add_argument(
+        "--configs", default="ref32,mazes64,carla128", help="comma-separated names from: " + ", ".join(CONFIGS)
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--modes", default="eval,train", help="what to time: eval, train or both")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -231,9 +232,11 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown configs {unknown}; choose from {list(CONFIGS)}")
     modes = tuple(m.strip() for m in args.modes.split(","))
-    print(f"device {device}, precision {args.precision}, torch {torch.__version__}, "
-          f"{args.threads or torch.get_num_threads()} threads, median of {args.repeats} runs; "
-          "times in s (wall / CPU), peak memory in MiB")
+    print(
+        f"device {device}, precision {args.precision}, torch {torch.__version__}, "
+        f"{args.threads or torch.get_num_threads()} threads, median of {args.repeats} runs; "
+        "times in s (wall / CPU), peak memory in MiB"
+    )
     print("| config | B | K | variant | eval wall | eval CPU | train wall | train CPU | eval peak | train peak |")
     print("|---|---|---|---|---|---|---|---|---|---|")
 
@@ -246,12 +249,19 @@ def main() -> None:
         for variant, fast in (("flexvid", True), ("plain NCHW + explicit attention", False)):
             r = in_fresh_process(name, args.device, args.precision, args.repeats, fast, modes, args.threads)
             rows[fast] = r
-            print(f"| {name} | {cfg.batch} | {cfg.model.max_frames} | {variant} | {cell(r, 'eval_s')} | "
-                  f"{cell(r, 'eval_cpu_s')} | {cell(r, 'train_s')} | {cell(r, 'train_cpu_s')} | "
-                  f"{cell(r, 'eval_mib', '{:.0f}')} | {cell(r, 'train_mib', '{:.0f}')} |", flush=True)
+            print(
+                f"| {name} | {cfg.batch} | {cfg.model.max_frames} | {variant} | {cell(r, 'eval_s')} | "
+                f"{cell(r, 'eval_cpu_s')} | {cell(r, 'train_s')} | {cell(r, 'train_cpu_s')} | "
+                f"{cell(r, 'eval_mib', '{:.0f}')} | {cell(r, 'train_mib', '{:.0f}')} |",
+                flush=True,
+            )
         ratios = {key: rows[False][key] / rows[True][key] for key in rows[True] if key.endswith("_s")}
-        print(f"| {name} | | | speed-up | {cell(ratios, 'eval_s', '{:.2f}x')} | {cell(ratios, 'eval_cpu_s', '{:.2f}x')} | "
-              f"{cell(ratios, 'train_s', '{:.2f}x')} | {cell(ratios, 'train_cpu_s', '{:.2f}x')} | | |", flush=True)
+        print(
+            f"| {name} | | | speed-up | {cell(ratios, 'eval_s', '{:.2f}x')} | "
+            f"{cell(ratios, 'eval_cpu_s', '{:.2f}x')} | "
+            f"{cell(ratios, 'train_s', '{:.2f}x')} | {cell(ratios, 'train_cpu_s', '{:.2f}x')} | | |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -44,9 +44,14 @@ def main() -> None:
     batch = FrameBatch.from_indices(videos, range(K // 2), range(K // 2, K))
     x0 = batch.x0
     diffusion_config = pretrained.config.diffusion
-    print(f"{args.checkpoint}: {args.num_videos} test videos, {K // 2} observed + {K // 2} generated frames, "
-          f"torch {torch.__version__}, {os.cpu_count()} CPU cores, {torch.get_num_threads()} threads\n")
-    print("| sampler | steps | eta | PSNR latent | PSNR first | SSIM latent | brightness (truth) | clean frames | s / video |")
+    print(
+        f"{args.checkpoint}: {args.num_videos} test videos, {K // 2} observed + {K // 2} generated frames, "
+        f"torch {torch.__version__}, {os.cpu_count()} CPU cores, {torch.get_num_threads()} threads\n"
+    )
+    print(
+        "| sampler | steps | eta | PSNR latent | PSNR first | SSIM latent | brightness (truth) | clean frames "
+        "| s / video |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for name, steps, eta in SETTINGS:
         diffusion = respaced(diffusion_config, steps, name)
@@ -59,9 +64,12 @@ def main() -> None:
         results = [score_video(to_uint8(x0[i]), [to_uint8(samples[i])]) for i in range(args.num_videos)]
         summary = summarise_consistency(results, n_obs=K // 2)
         first = float(np.mean([r.psnr[K // 2] for r in results]))
-        print(f"| {name} | {steps} | {eta:g} | {summary['psnr_latent']['mean']:.2f} | {first:.2f} "
-              f"| {summary['ssim_latent']['mean']:.3f} | {summary['brightness']:.3f} ({summary['truth_brightness']:.3f}) "
-              f"| {100 * summary['clean_share']:.0f}% | {seconds:.2f} |", flush=True)
+        print(
+            f"| {name} | {steps} | {eta:g} | {summary['psnr_latent']['mean']:.2f} | {first:.2f} "
+            f"| {summary['ssim_latent']['mean']:.3f} | {summary['brightness']:.3f} ({summary['truth_brightness']:.3f}) "
+            f"| {100 * summary['clean_share']:.0f}% | {seconds:.2f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -20,8 +20,8 @@ import argparse
 import functools
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 
@@ -34,7 +34,9 @@ from flexvid.schemes import Stage, scheme_stages
 
 # Schemes whose network calls are counted (counting is free); --schemes picks the ones timed.
 COUNTED_SCHEMES = ("autoreg", "long-range", "only-obs", "hierarchy-2", "hierarchy-3", "hierarchy-4", "hierarchy-5")
-PAPER_MAZES = dict(image_size=64, num_channels=128, num_res_blocks=2, T=300, n_obs=36, max_frames=20, max_latent_frames=10)
+PAPER_MAZES = dict(
+    image_size=64, num_channels=128, num_res_blocks=2, T=300, n_obs=36, max_frames=20, max_latent_frames=10
+)
 
 
 @dataclass(frozen=True)
@@ -76,8 +78,11 @@ class VideoSetup:
 
     def stages(self, scheme: str) -> list[Stage]:
         return scheme_stages(
-            scheme, video_length=self.T, num_observed_frames=self.n_obs,
-            max_frames=self.max_frames, step_size=self.max_latent_frames,
+            scheme,
+            video_length=self.T,
+            num_observed_frames=self.n_obs,
+            max_frames=self.max_frames,
+            step_size=self.max_latent_frames,
         )
 
 
@@ -120,15 +125,31 @@ def observed_videos(setup: VideoSetup, videos: int, image_size: int) -> torch.Te
 
 
 def sample_once(
-    model: torch.nn.Module, diffusion: object, fn: SampleFn, stages: Sequence[Stage], start: torch.Tensor,
-    batch_stages: bool, max_batch: int, device: torch.device,
+    model: torch.nn.Module,
+    diffusion: object,
+    fn: SampleFn,
+    stages: Sequence[Stage],
+    start: torch.Tensor,
+    batch_stages: bool,
+    max_batch: int,
+    device: torch.device,
 ) -> tuple[float, torch.Tensor]:
     """Seconds to fill in every stage of `start` (a copy is filled), and the filled videos."""
     videos = start.clone()
     synchronize(device)
     begin = time.perf_counter()
-    run_stages(model, diffusion, videos, stages, fn, seed=0, video_keys=list(range(len(videos))),
-               batch_stages=batch_stages, max_batch=max_batch, device=device)
+    run_stages(
+        model,
+        diffusion,
+        videos,
+        stages,
+        fn,
+        seed=0,
+        video_keys=list(range(len(videos))),
+        batch_stages=batch_stages,
+        max_batch=max_batch,
+        device=device,
+    )
     synchronize(device)
     return time.perf_counter() - begin, videos
 
@@ -150,7 +171,9 @@ def network_inputs(config: ModelConfig, rows: int, n_obs: int, device: torch.dev
     return {name: t.to(device) for name, t in inputs.items()}
 
 
-def warm_up(model: torch.nn.Module, config: ModelConfig, row_counts: set[int], n_obs: int, device: torch.device) -> None:
+def warm_up(
+    model: torch.nn.Module, config: ModelConfig, row_counts: set[int], n_obs: int, device: torch.device
+) -> None:
     """One network call per batch size used, so one-off costs (kernel selection, allocation) are not timed."""
     with torch.no_grad():
         for rows in sorted(row_counts):
@@ -168,11 +191,14 @@ def print_row(row: Sequence[object]) -> None:
     print("| " + " | ".join(str(cell) for cell in row) + " |", flush=True)
 
 
-def print_call_counts(title: str, setup: VideoSetup, schemes: Sequence[str], samplers: Sequence[SamplerSpec],
-                      videos: int, max_batch: int) -> None:
+def print_call_counts(
+    title: str, setup: VideoSetup, schemes: Sequence[str], samplers: Sequence[SamplerSpec], videos: int, max_batch: int
+) -> None:
     """Stages and network calls per scheme, batched and one by one (exact, independent of the machine)."""
-    print(f"\n{title}: T={setup.T}, n_obs={setup.n_obs}, K={setup.max_frames}, "
-          f"{setup.max_latent_frames} latent frames per stage, {videos} video(s), max_batch={max_batch}")
+    print(
+        f"\n{title}: T={setup.T}, n_obs={setup.n_obs}, K={setup.max_frames}, "
+        f"{setup.max_latent_frames} latent frames per stage, {videos} video(s), max_batch={max_batch}"
+    )
     header = ["scheme", "stages", "calls/step one-by-one", "calls/step batched", "rows per batched call"]
     header += [f"{s.label} calls one-by-one / batched" for s in samplers]
     print_header(header)
@@ -181,22 +207,39 @@ def print_call_counts(title: str, setup: VideoSetup, schemes: Sequence[str], sam
         single = call_rows(stages, videos, max_batch, batch_stages=False)
         batched = call_rows(stages, videos, max_batch, batch_stages=True)
         sizes = ", ".join(str(n) for n in sorted(set(batched)))
-        print_row([scheme, len(stages), len(single), len(batched), sizes]
-                  + [f"{len(single) * s.steps} / {len(batched) * s.steps}" for s in samplers])
+        print_row(
+            [scheme, len(stages), len(single), len(batched), sizes]
+            + [f"{len(single) * s.steps} / {len(batched) * s.steps}" for s in samplers]
+        )
 
 
 def time_schemes(args: argparse.Namespace, setup: VideoSetup, device: torch.device) -> None:
     """Time every scheme x sampler x precision, batched and one by one, interleaved; print a table."""
-    config = ModelConfig(image_size=args.image_size, num_channels=args.num_channels,
-                         num_res_blocks=args.num_res_blocks, max_frames=setup.max_frames)
+    config = ModelConfig(
+        image_size=args.image_size,
+        num_channels=args.num_channels,
+        num_res_blocks=args.num_res_blocks,
+        max_frames=setup.max_frames,
+    )
     torch.manual_seed(0)
     network = UNetVideo(config).to(device).eval()
     start = observed_videos(setup, args.videos, args.image_size)
-    print(f"\nTimed: {args.image_size}x{args.image_size}, {args.num_channels} channels, "
-          f"{args.num_res_blocks} res blocks, random weights, {args.videos} video(s) per run; seconds per video, "
-          f"median of {args.repeats} runs (batched and one-by-one interleaved)")
-    header = ["scheme", "sampler", "precision", "calls one-by-one", "calls batched", "one-by-one (s)",
-              "batched (s)", "batched / one-by-one", "max abs diff"]
+    print(
+        f"\nTimed: {args.image_size}x{args.image_size}, {args.num_channels} channels, "
+        f"{args.num_res_blocks} res blocks, random weights, {args.videos} video(s) per run; seconds per video, "
+        f"median of {args.repeats} runs (batched and one-by-one interleaved)"
+    )
+    header = [
+        "scheme",
+        "sampler",
+        "precision",
+        "calls one-by-one",
+        "calls batched",
+        "one-by-one (s)",
+        "batched (s)",
+        "batched / one-by-one",
+        "max abs diff",
+    ]
     print_header(header)
     for precision in args.precisions:
         recorder = CallRecorder(with_precision(network, precision, device.type))
@@ -213,16 +256,27 @@ def time_schemes(args: argparse.Namespace, setup: VideoSetup, device: torch.devi
                     for batch_stages in (False, True):
                         recorder.batch_sizes.clear()
                         seconds, outputs[batch_stages] = sample_once(
-                            recorder, diffusion, fn, stages, start, batch_stages, args.max_batch, device)
+                            recorder, diffusion, fn, stages, start, batch_stages, args.max_batch, device
+                        )
                         if recorder.batch_sizes != [n for n in expected[batch_stages] for _ in range(timed_steps)]:
                             raise RuntimeError(f"{scheme}: network calls differ from network_calls()'s plan")
                         times[batch_stages].append(seconds * spec.steps / timed_steps / args.videos)
                 single, batched = statistics.median(times[False]), statistics.median(times[True])
                 diff = (outputs[True] - outputs[False]).abs().max().item()
                 label = spec.label + (f" (scaled from {timed_steps})" if timed_steps != spec.steps else "")
-                print_row([scheme, label, precision, len(expected[False]) * spec.steps,
-                           len(expected[True]) * spec.steps, f"{single:.2f}", f"{batched:.2f}",
-                           f"{batched / single:.2f}", f"{diff:.1e}"])
+                print_row(
+                    [
+                        scheme,
+                        label,
+                        precision,
+                        len(expected[False]) * spec.steps,
+                        len(expected[True]) * spec.steps,
+                        f"{single:.2f}",
+                        f"{batched:.2f}",
+                        f"{batched / single:.2f}",
+                        f"{diff:.1e}",
+                    ]
+                )
 
 
 def fit_call_time(points: dict[int, float]) -> Callable[[int], float]:
@@ -232,21 +286,29 @@ def fit_call_time(points: dict[int, float]) -> Callable[[int], float]:
         return lambda n: seconds * n / rows
     xs, ys = list(points), list(points.values())
     mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
-    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sum((x - mean_x) ** 2 for x in xs)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / sum((x - mean_x) ** 2 for x in xs)
     intercept = mean_y - slope * mean_x
     return lambda n: max(intercept + slope * n, 0.0)
 
 
 def estimate_full(args: argparse.Namespace, device: torch.device) -> None:
     """Estimate seconds per GQN-Mazes video: measured full-size network-call time x the exact number of calls."""
-    setup = VideoSetup(PAPER_MAZES["T"], PAPER_MAZES["n_obs"], PAPER_MAZES["max_frames"], PAPER_MAZES["max_latent_frames"])
-    config = ModelConfig(image_size=PAPER_MAZES["image_size"], num_channels=PAPER_MAZES["num_channels"],
-                         num_res_blocks=PAPER_MAZES["num_res_blocks"], max_frames=setup.max_frames)
+    setup = VideoSetup(
+        PAPER_MAZES["T"], PAPER_MAZES["n_obs"], PAPER_MAZES["max_frames"], PAPER_MAZES["max_latent_frames"]
+    )
+    config = ModelConfig(
+        image_size=PAPER_MAZES["image_size"],
+        num_channels=PAPER_MAZES["num_channels"],
+        num_res_blocks=PAPER_MAZES["num_res_blocks"],
+        max_frames=setup.max_frames,
+    )
     torch.manual_seed(0)
     network = UNetVideo(config).to(device).eval()
-    print(f"\nESTIMATE for the full GQN-Mazes setting (64x64, 128 channels, K=20, T=300, n_obs=36): seconds per "
-          f"network call measured at {args.estimate_rows} rows (median of {args.estimate_repeats}, no warm-up), "
-          "a line fitted through them, times the exact number of calls")
+    print(
+        f"\nESTIMATE for the full GQN-Mazes setting (64x64, 128 channels, K=20, T=300, n_obs=36): seconds per "
+        f"network call measured at {args.estimate_rows} rows (median of {args.estimate_repeats}, no warm-up), "
+        "a line fitted through them, times the exact number of calls"
+    )
     print_header(["precision", "rows per call", "seconds per call"])
     fits = {}
     for precision in args.precisions:
@@ -266,8 +328,15 @@ def estimate_full(args: argparse.Namespace, device: torch.device) -> None:
             print_row([precision, rows, f"{points[rows]:.2f}"])
         fits[precision] = fit_call_time(points)
     print()
-    header = ["scheme", "sampler", "precision", "calls one-by-one", "calls batched",
-              "ESTIMATE one-by-one (h)", "ESTIMATE batched (h)"]
+    header = [
+        "scheme",
+        "sampler",
+        "precision",
+        "calls one-by-one",
+        "calls batched",
+        "ESTIMATE one-by-one (h)",
+        "ESTIMATE batched (h)",
+    ]
     print_header(header)
     for scheme in args.schemes:
         stages = setup.stages(scheme)
@@ -275,33 +344,62 @@ def estimate_full(args: argparse.Namespace, device: torch.device) -> None:
         batched = call_rows(stages, args.videos, args.max_batch, batch_stages=True)
         for spec in args.samplers_full:
             for precision, seconds_per_call in fits.items():
-                per_video = [spec.steps * sum(seconds_per_call(n) for n in calls) / args.videos / 3600
-                             for calls in (single, batched)]
-                print_row([scheme, spec.label, precision, len(single) * spec.steps, len(batched) * spec.steps,
-                           f"{per_video[0]:.1f}", f"{per_video[1]:.1f}"])
+                per_video = [
+                    spec.steps * sum(seconds_per_call(n) for n in calls) / args.videos / 3600
+                    for calls in (single, batched)
+                ]
+                print_row(
+                    [
+                        scheme,
+                        spec.label,
+                        precision,
+                        len(single) * spec.steps,
+                        len(batched) * spec.steps,
+                        f"{per_video[0]:.1f}",
+                        f"{per_video[1]:.1f}",
+                    ]
+                )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--schemes", type=lambda s: s.split(","), default=["autoreg", "long-range", "hierarchy-2", "hierarchy-3"])
-    parser.add_argument("--samplers", type=parse_samplers, default=parse_samplers("ddpm:1000,ddim:100"),
-                        help="sampler:steps list to time (default ddpm:1000,ddim:100)")
-    parser.add_argument("--max_timed_steps", type=int, default=100,
-                        help="time samplers with more steps at this many and scale linearly (0: time all steps)")
+    parser.add_argument(
+        "--schemes", type=lambda s: s.split(","), default=["autoreg", "long-range", "hierarchy-2", "hierarchy-3"]
+    )
+    parser.add_argument(
+        "--samplers",
+        type=parse_samplers,
+        default=parse_samplers("ddpm:1000,ddim:100"),
+        help="sampler:steps list to time (default ddpm:1000,ddim:100)",
+    )
+    parser.add_argument(
+        "--max_timed_steps",
+        type=int,
+        default=100,
+        help="time samplers with more steps at this many and scale linearly (0: time all steps)",
+    )
     parser.add_argument("--precisions", type=lambda s: s.split(","), default=["fp32", "bf16"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--videos", type=int, default=1, help="videos sampled together (times are per video)")
     parser.add_argument("--max_batch", type=int, default=64, help="most rows in one batched network call")
     for name in ("image_size", "num_channels", "num_res_blocks", "T", "n_obs", "max_frames", "max_latent_frames"):
         parser.add_argument(f"--{name}", type=int, default=PAPER_MAZES[name])
-    parser.add_argument("--estimate_full", action="store_true",
-                        help="also estimate the full GQN-Mazes time from full-size network calls")
+    parser.add_argument(
+        "--estimate_full",
+        action="store_true",
+        help="also estimate the full GQN-Mazes time from full-size network calls",
+    )
     parser.add_argument("--estimate_rows", type=lambda s: [int(n) for n in s.split(",")], default=[1, 2])
     parser.add_argument("--estimate_repeats", type=int, default=1)
-    parser.add_argument("--samplers_full", type=parse_samplers, default=parse_samplers("ddpm:1000,ddim:100"),
-                        help="samplers for the full-size estimate")
+    parser.add_argument(
+        "--samplers_full",
+        type=parse_samplers,
+        default=parse_samplers("ddpm:1000,ddim:100"),
+        help="samplers for the full-size estimate",
+    )
     parser.add_argument("--skip_timing", action="store_true", help="only print call counts (and the estimate)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
@@ -309,9 +407,13 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
-    paper = VideoSetup(PAPER_MAZES["T"], PAPER_MAZES["n_obs"], PAPER_MAZES["max_frames"], PAPER_MAZES["max_latent_frames"])
+    paper = VideoSetup(
+        PAPER_MAZES["T"], PAPER_MAZES["n_obs"], PAPER_MAZES["max_frames"], PAPER_MAZES["max_latent_frames"]
+    )
     counted = list(dict.fromkeys([*COUNTED_SCHEMES, *args.schemes]))
-    print_call_counts("Network calls per GQN-Mazes video", paper, counted, args.samplers_full, args.videos, args.max_batch)
+    print_call_counts(
+        "Network calls per GQN-Mazes video", paper, counted, args.samplers_full, args.videos, args.max_batch
+    )
     setup = VideoSetup(args.T, args.n_obs, args.max_frames, args.max_latent_frames)
     if setup != paper:
         print_call_counts("Network calls per timed video", setup, counted, args.samplers, args.videos, args.max_batch)

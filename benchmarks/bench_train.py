@@ -30,12 +30,26 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def bench_preset(
-    name: str, steps: int, warmup: int, device: str, data_dir: str | None, num_workers: int | None, batch_size: int | None
+    name: str,
+    steps: int,
+    warmup: int,
+    device: str,
+    data_dir: str | None,
+    num_workers: int | None,
+    batch_size: int | None,
 ) -> dict:
     """Train the preset briefly in a throw-away run directory; return its throughput row."""
     preset = load_yaml_config(CONFIGS / f"{name}.yaml")
-    overrides = {"train": {"max_steps": warmup + steps, "log_interval": 1, "save_interval": 10**9,
-                           "sample_interval": 0, "tensorboard": False, "device": device}}
+    overrides = {
+        "train": {
+            "max_steps": warmup + steps,
+            "log_interval": 1,
+            "save_interval": 10**9,
+            "sample_interval": 0,
+            "tensorboard": False,
+            "device": device,
+        }
+    }
     data_note = preset.get("data", {}).get("dataset", "moving_mnist")
     if data_dir:
         overrides["data"] = {"data_dir": data_dir}
@@ -58,7 +72,7 @@ def bench_preset(
         shutil.rmtree(run_dir, ignore_errors=True)
     step_times = [1.0 / m["steps_per_sec"] for m in lines]
     total = sum(step_times)
-    waiting = sum(t * m["data_wait_frac"] for t, m in zip(step_times, lines))
+    waiting = sum(t * m["data_wait_frac"] for t, m in zip(step_times, lines, strict=True))
     per_step = total / len(step_times)
     batch, K = config.train.batch_size, config.data.max_frames
     return {

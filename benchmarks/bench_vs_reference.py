@@ -25,14 +25,15 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 import torch
-
 from bench_network import BenchConfig, make_inputs
+
 from flexvid.checkpoint import build_model, check_state_dict, config_from_reference
 from flexvid.nn import UNetVideo
 
@@ -127,6 +128,7 @@ def agreement(calls: dict[str, Callable[[], torch.Tensor]]) -> tuple[float, floa
 
 def evaluation(call: Callable[[], torch.Tensor]) -> Callable[[], None]:
     """One network evaluation without gradients."""
+
     def run() -> None:
         with torch.no_grad():
             call()

@@ -40,8 +40,10 @@ def plot_curve(rows: list[dict], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     loss = [(r["step"], r["loss"]) for r in rows if "loss" in r]
-    gains = {key: [(r["step"], r[key]) for r in rows if key in r]
-             for key in ("online_cond_gain_t200", "online_cond_gain_t500", "online_cond_gain_t800")}
+    gains = {
+        key: [(r["step"], r[key]) for r in rows if key in r]
+        for key in ("online_cond_gain_t200", "online_cond_gain_t500", "online_cond_gain_t800")
+    }
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2), dpi=120)
     steps, values = np.array(loss).T
     window = 10

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -29,7 +29,8 @@ from flexvid.video_io import to_uint8
 
 
 def test_clips(start: int, count: int, frames: int, image_size: int) -> list[np.ndarray]:
-    """uint8 (T, C, H, W) Moving MNIST test clips start..start+count-1, quantised as `flexvid fvd` quantises test videos."""
+    """uint8 (T, C, H, W) Moving MNIST test clips start..start+count-1, quantised as `flexvid fvd`
+    quantises test videos."""
     dataset = build_dataset("moving_mnist", "test", T=frames, image_size=image_size)
     return [to_uint8(dataset[index][0]) for index in range(start, start + count)]
 
@@ -64,7 +65,10 @@ def sanity_rows(args: argparse.Namespace) -> tuple[list[tuple[str, float]], dict
     rng = np.random.default_rng(args.seed)
     sets: list[tuple[str, Callable[[np.ndarray], np.ndarray]]] = [
         ("test clips 0..N-1 (the other half)", lambda video: video),
-        (f"test clips 0..N-1, blurred (Gaussian, sigma {args.blur_sigma:g} px)", lambda video: blurred(video, args.blur_sigma)),
+        (
+            f"test clips 0..N-1, blurred (Gaussian, sigma {args.blur_sigma:g} px)",
+            lambda video: blurred(video, args.blur_sigma),
+        ),
         ("test clips 0..N-1, frames shuffled in time", lambda video: shuffled(video, rng)),
         ("uniform noise", lambda video: noise_like(video, rng)),
     ]
@@ -99,7 +103,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=16, help="frames per clip")
     parser.add_argument("--image_size", type=int, default=64, help="frame size (Moving MNIST's canvas is 64)")
     parser.add_argument("--blur_sigma", type=float, default=2.0, help="Gaussian blur of the blurred set, in pixels")
-    parser.add_argument("--batch_size", type=int, default=4, help="clips per I3D call (memory only; no effect on the scores)")
+    parser.add_argument(
+        "--batch_size", type=int, default=4, help="clips per I3D call (memory only; no effect on the scores)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the frame permutations and the noise")
     parser.add_argument("--i3d", default=None, help="I3D weights (default: the installed ones, as `flexvid fvd`)")
     parser.add_argument("--out", default=None, help="also write the Markdown table to this file")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -83,20 +84,23 @@ def run_cli(*argv: str) -> int:
     return exit_info.value.code
 
 
-def make_eval_dir(
-    root: Path, truth: Sequence[np.ndarray], samples: Sequence[Sequence[np.ndarray]], n_obs: int
-) -> Path:
+def make_eval_dir(root: Path, truth: Sequence[np.ndarray], samples: Sequence[Sequence[np.ndarray]], n_obs: int) -> Path:
     """root/eval with settings.json and samples/sample_NNNN-K.npy (`samples[i][k]`), and the ground
     truth videos as root/gt/NNNN.npy."""
     eval_dir, gt_dir = root / "eval", root / "gt"
     (eval_dir / "samples").mkdir(parents=True)
     gt_dir.mkdir()
     settings = {
-        "dataset": "moving_mnist", "data_dir": None, "T": int(truth[0].shape[0]), "image_size": int(truth[0].shape[-1]),
-        "n_obs": n_obs, "sampling_scheme": "autoreg", "max_frames": 4,
+        "dataset": "moving_mnist",
+        "data_dir": None,
+        "T": int(truth[0].shape[0]),
+        "image_size": int(truth[0].shape[-1]),
+        "n_obs": n_obs,
+        "sampling_scheme": "autoreg",
+        "max_frames": 4,
     }
     (eval_dir / "settings.json").write_text(json.dumps(settings))
-    for index, (reference, video_samples) in enumerate(zip(truth, samples)):
+    for index, (reference, video_samples) in enumerate(zip(truth, samples, strict=True)):
         np.save(gt_dir / f"{index:04d}.npy", reference)
         for k, sample in enumerate(video_samples):
             np.save(eval_dir / "samples" / f"sample_{index:04d}-{k}.npy", sample)

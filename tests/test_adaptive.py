@@ -18,8 +18,7 @@ from flexvid.eval.alexnet import AlexNetFeatures
 from flexvid.eval.lpips import load_lpips
 from flexvid.eval.weights import ALEXNET, WEIGHTS_DIR_ENV
 from flexvid.sampling.engine import run_stages
-from flexvid.schemes import AdaptivePlan, get_scheme, scheme_names, scheme_stages
-from flexvid.schemes import lpips_selection
+from flexvid.schemes import AdaptivePlan, get_scheme, lpips_selection, scheme_names, scheme_stages
 from flexvid.schemes.lpips_selection import FarthestPointObserver, farthest_point
 
 from helpers import TINY_NETWORK, randomised, run_cli
@@ -43,8 +42,13 @@ def adaptive(name: str, T: int, n_obs: int, K: int, step: int, **options):
 
 # ---- the frames each stage may and must observe ----
 
+
 def test_latent_frames_are_the_base_schemes():
-    for name, base in [("adaptive-autoreg", "autoreg"), ("adaptive-hierarchy-2", "hierarchy-2"), ("adaptive-hierarchy-3", "hierarchy-3")]:
+    for name, base in [
+        ("adaptive-autoreg", "autoreg"),
+        ("adaptive-hierarchy-2", "hierarchy-2"),
+        ("adaptive-hierarchy-3", "hierarchy-3"),
+    ]:
         for T, n_obs, K, step in [(30, 4, 8, 4), (40, 0, 6, 3), (25, 6, 10, 5)]:
             stages = adaptive(name, T, n_obs, K, step).stages()
             expected = scheme_stages(base, video_length=T, num_observed_frames=n_obs, max_frames=K, step_size=step)
@@ -84,7 +88,11 @@ def test_every_parameter_combination_is_valid_or_a_clear_error(name):
                     done = set(range(n_obs))
                     for stage in stages:
                         assert set(stage.candidates) == done and set(stage.always) <= done
-                        assert stage.slots == len(stage.always) == 0 if not done else len(stage.always) <= stage.slots <= len(done)
+                        assert (
+                            stage.slots == len(stage.always) == 0
+                            if not done
+                            else len(stage.always) <= stage.slots <= len(done)
+                        )
                         assert stage.slots + len(stage.latent) <= K and not done & set(stage.latent)
                         done |= set(stage.latent)
                     assert done == set(range(T))
@@ -98,17 +106,26 @@ def test_every_parameter_combination_is_valid_or_a_clear_error(name):
 # each done frame once.
 REFERENCE_CHOICES = {
     ("adaptive-hierarchy-2", 16, 3, 6, 3): [
-        ([[0, 1, 2], [0, 1, 2]], [3, 9, 15]), ([[2, 3, 9], [2, 3, 9]], [4, 5, 6]), ([[5, 6, 9], [5, 6, 9]], [7, 8, 10]),
-        ([[9, 10, 15], [9, 10, 15]], [11, 12, 13]), ([[12, 13, 15], [12, 13, 15]], [14]),
+        ([[0, 1, 2], [0, 1, 2]], [3, 9, 15]),
+        ([[2, 3, 9], [2, 3, 9]], [4, 5, 6]),
+        ([[5, 6, 9], [5, 6, 9]], [7, 8, 10]),
+        ([[9, 10, 15], [9, 10, 15]], [11, 12, 13]),
+        ([[12, 13, 15], [12, 13, 15]], [14]),
     ],
     ("adaptive-autoreg", 12, 2, 5, 2): [
-        ([[0, 1], [0, 1]], [2, 3]), ([[0, 2, 3], [1, 2, 3]], [4, 5]), ([[2, 4, 5], [3, 4, 5]], [6, 7]),
-        ([[5, 6, 7], [2, 3, 7]], [8, 9]), ([[5, 7, 9], [3, 7, 9]], [10, 11]),
+        ([[0, 1], [0, 1]], [2, 3]),
+        ([[0, 2, 3], [1, 2, 3]], [4, 5]),
+        ([[2, 4, 5], [3, 4, 5]], [6, 7]),
+        ([[5, 6, 7], [2, 3, 7]], [8, 9]),
+        ([[5, 7, 9], [3, 7, 9]], [10, 11]),
     ],
     ("adaptive-hierarchy-3", 20, 4, 8, 4): [
-        ([[0, 1, 2, 3], [0, 1, 2, 3]], [4, 9, 14, 19]), ([[3, 4, 9, 14], [3, 4, 9, 14]], [6, 8, 10, 12]),
-        ([[2, 12, 14, 19], [0, 12, 14, 19]], [15, 17]), ([[3, 4, 6, 8, 15, 19], [0, 3, 4, 6, 8, 15]], [5, 7]),
-        ([[9, 10, 12, 14, 15], [9, 10, 12, 14, 15]], [11, 13, 16]), ([[15, 16, 17, 19], [2, 16, 17, 19]], [18]),
+        ([[0, 1, 2, 3], [0, 1, 2, 3]], [4, 9, 14, 19]),
+        ([[3, 4, 9, 14], [3, 4, 9, 14]], [6, 8, 10, 12]),
+        ([[2, 12, 14, 19], [0, 12, 14, 19]], [15, 17]),
+        ([[3, 4, 6, 8, 15, 19], [0, 3, 4, 6, 8, 15]], [5, 7]),
+        ([[9, 10, 12, 14, 15], [9, 10, 12, 14, 15]], [11, 13, 16]),
+        ([[15, 16, 17, 19], [2, 16, 17, 19]], [18]),
     ],
 }
 
@@ -132,8 +149,10 @@ def test_observed_frames_match_the_authors_code(case):
     table = torch.randn(2, T, 3, generator=torch.Generator().manual_seed(0))
     videos = (torch.arange(2 * T, dtype=torch.float32) / 1000).view(2, T, 1, 1, 1).expand(2, T, 1, 4, 4)
     observer = FarthestPointObserver(LookupEmbedder(table), "cpu")
-    chosen = [([list(obs) for obs in observer.observed(stage, videos)], list(stage.latent))
-              for stage in adaptive(name, T, n_obs, K, step).stages()]
+    chosen = [
+        ([list(obs) for obs in observer.observed(stage, videos)], list(stage.latent))
+        for stage in adaptive(name, T, n_obs, K, step).stages()
+    ]
     assert chosen == REFERENCE_CHOICES[case]
 
 
@@ -162,11 +181,19 @@ def test_adaptive_parameters_are_checked_like_the_base_schemes():
     with pytest.raises(SchemeError, match="step_size >= 2"):
         adaptive("adaptive-hierarchy-2", 20, 4, 6, 1).stages()
     with pytest.raises(SchemeError, match="a scheme with fixed stages as its base"):
-        get_scheme("optimized", video_length=10, num_observed_frames=2, max_frames=4, step_size=2,
-                   schedule={}, base="adaptive-autoreg")
+        get_scheme(
+            "optimized",
+            video_length=10,
+            num_observed_frames=2,
+            max_frames=4,
+            step_size=2,
+            schedule={},
+            base="adaptive-autoreg",
+        )
 
 
 # ---- missing weights ----
+
 
 def test_missing_alexnet_weights_fail_before_sampling_and_say_where_they_go(tmp_path, monkeypatch):
     monkeypatch.setenv(WEIGHTS_DIR_ENV, str(tmp_path / "weights"))
@@ -180,13 +207,16 @@ def test_missing_alexnet_weights_fail_before_sampling_and_say_where_they_go(tmp_
 
 # ---- the engine runs them on generated content ----
 
+
 @pytest.fixture(scope="module")
 def tiny_model():
     return randomised(dataclasses.replace(TINY_NETWORK, in_channels=1, max_frames=6), seed=3)
 
 
 def plan_of(name, alexnet_file, T, n_obs, K, step) -> AdaptivePlan:
-    plan = scheme_stages(name, video_length=T, num_observed_frames=n_obs, max_frames=K, step_size=step, alexnet=alexnet_file)
+    plan = scheme_stages(
+        name, video_length=T, num_observed_frames=n_obs, max_frames=K, step_size=step, alexnet=alexnet_file
+    )
     assert isinstance(plan, AdaptivePlan)
     assert plan.weights["backbone"]["file"] == alexnet_file.name  # recorded: the weights change the result
     return plan
@@ -205,7 +235,9 @@ def test_engine_chooses_each_videos_frames_from_what_it_generated(tiny_model, al
     torch.manual_seed(4)
     start = torch.zeros(3, T, 1, 16, 16)
     start[:, :n_obs] = torch.rand(3, n_obs, 1, 16, 16) * 2 - 1
-    videos = run_stages(tiny_model, diffusion, start.clone(), plan, sample_fn, seed=1, video_keys=[5, 6, 7], max_batch=2)
+    videos = run_stages(
+        tiny_model, diffusion, start.clone(), plan, sample_fn, seed=1, video_keys=[5, 6, 7], max_batch=2
+    )
     assert torch.equal(videos[:, :n_obs], start[:, :n_obs])
     assert (videos[:, n_obs:].abs().sum(dim=(2, 3, 4)) > 0).all()
     assert all(len(rows) <= 2 for rows in calls) and len(calls) == 2 * len(plan)
@@ -229,23 +261,43 @@ def test_adaptive_hierarchy_fills_every_frame_unconditionally_too(tiny_model, al
     sample_fn = functools.partial(samplers.ddim_sample, eta=1.0)
     plan = plan_of("adaptive-hierarchy-2", alexnet_file, 12, 0, 6, 3)
     assert plan[0].slots == 0 and len(plan[0].latent) == 6
-    videos = run_stages(tiny_model, diffusion, torch.zeros(2, 12, 1, 16, 16), plan, sample_fn, seed=0, video_keys=[0, 1])
+    videos = run_stages(
+        tiny_model, diffusion, torch.zeros(2, 12, 1, 16, 16), plan, sample_fn, seed=0, video_keys=[0, 1]
+    )
     assert (videos.abs().sum(dim=(2, 3, 4)) > 0).all()
 
 
 # ---- the command line ----
+
 
 def test_listed_and_shown(capsys, tmp_path):
     assert set(ADAPTIVE) <= set(scheme_names())
     assert run_cli("schemes") == 0
     listing = capsys.readouterr().out
     assert all(name in listing for name in ADAPTIVE)
-    assert run_cli("schemes", "show", "adaptive-hierarchy-2", "--T", "30", "--n_obs", "4", "--max_frames", "8", "--json") == 0
+    assert (
+        run_cli("schemes", "show", "adaptive-hierarchy-2", "--T", "30", "--n_obs", "4", "--max_frames", "8", "--json")
+        == 0
+    )
     shown = json.loads(capsys.readouterr().out)
     assert shown == [stage.to_dict() for stage in adaptive("adaptive-hierarchy-2", 30, 4, 8, 4).stages()]
     picture = tmp_path / "adaptive.png"
-    assert run_cli("schemes", "show", "adaptive-autoreg", "--T", "12", "--n_obs", "2", "--max_frames", "6",
-                   "--out", str(picture)) == 0
+    assert (
+        run_cli(
+            "schemes",
+            "show",
+            "adaptive-autoreg",
+            "--T",
+            "12",
+            "--n_obs",
+            "2",
+            "--max_frames",
+            "6",
+            "--out",
+            str(picture),
+        )
+        == 0
+    )
     assert "stage   1: observe [4] + 2 chosen per video -> generate [5, 6, 7]" in capsys.readouterr().out
     assert picture.is_file()
 
@@ -254,8 +306,27 @@ def test_flexvid_sample_with_an_adaptive_scheme_file(sampling_checkpoint, alexne
     scheme = tmp_path / "adaptive.yaml"
     scheme.write_text(f"scheme: adaptive-hierarchy-2\nalexnet: {alexnet_file}\n")
     eval_dir = tmp_path / "eval"
-    assert run_cli("sample", str(sampling_checkpoint), "--sampling_scheme", str(scheme), "--n_obs", "2", "--T", "10",
-                   "--steps", "2", "--stop_index", "2", "--batch_size", "2", "--eval_dir", str(eval_dir)) == 0
+    assert (
+        run_cli(
+            "sample",
+            str(sampling_checkpoint),
+            "--sampling_scheme",
+            str(scheme),
+            "--n_obs",
+            "2",
+            "--T",
+            "10",
+            "--steps",
+            "2",
+            "--stop_index",
+            "2",
+            "--batch_size",
+            "2",
+            "--eval_dir",
+            str(eval_dir),
+        )
+        == 0
+    )
     videos = [np.load(eval_dir / "samples" / f"sample_000{i}-0.npy") for i in range(2)]
     assert all(v.shape == (10, 1, 16, 16) and v.dtype == np.uint8 for v in videos)
     assert all(v[2:].std() > 0 for v in videos)
@@ -264,8 +335,22 @@ def test_flexvid_sample_with_an_adaptive_scheme_file(sampling_checkpoint, alexne
 def test_flexvid_sample_without_weights_fails_in_one_sentence(sampling_checkpoint, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(WEIGHTS_DIR_ENV, str(tmp_path / "weights"))
     lpips_selection._cached_lpips.cache_clear()
-    code = run_cli("sample", str(sampling_checkpoint), "--sampling_scheme", "adaptive-autoreg", "--n_obs", "2",
-                   "--T", "10", "--steps", "2", "--stop_index", "1", "--eval_dir", str(tmp_path / "eval"))
+    code = run_cli(
+        "sample",
+        str(sampling_checkpoint),
+        "--sampling_scheme",
+        "adaptive-autoreg",
+        "--n_obs",
+        "2",
+        "--T",
+        "10",
+        "--steps",
+        "2",
+        "--stop_index",
+        "1",
+        "--eval_dir",
+        str(tmp_path / "eval"),
+    )
     error = capsys.readouterr().err
     assert code == 2 and ALEXNET.filename in error and "Traceback" not in error
     assert not list((tmp_path / "eval").glob("samples/*.npy"))
@@ -281,8 +366,27 @@ def test_metrics_loss_refuses_an_adaptive_scheme_in_one_line(sampling_checkpoint
     scheme = tmp_path / "adaptive.yaml"
     scheme.write_text(f"scheme: adaptive-hierarchy-2\nalexnet: {alexnet_file}\n")
     eval_dir = tmp_path / "eval"
-    assert run_cli("sample", str(sampling_checkpoint), "--sampling_scheme", str(scheme), "--n_obs", "2", "--T", "10",
-                   "--steps", "2", "--stop_index", "1", "--batch_size", "1", "--eval_dir", str(eval_dir)) == 0
+    assert (
+        run_cli(
+            "sample",
+            str(sampling_checkpoint),
+            "--sampling_scheme",
+            str(scheme),
+            "--n_obs",
+            "2",
+            "--T",
+            "10",
+            "--steps",
+            "2",
+            "--stop_index",
+            "1",
+            "--batch_size",
+            "1",
+            "--eval_dir",
+            str(eval_dir),
+        )
+        == 0
+    )
     capsys.readouterr()
     assert run_cli("metrics", str(eval_dir), "--no_lpips", "--loss", str(sampling_checkpoint)) == 2
     assert "--loss needs fixed stages" in capsys.readouterr().err
@@ -299,8 +403,22 @@ def test_identity_names_the_adaptive_schemes_weights(sampling_checkpoint, tmp_pa
         torch.manual_seed(seed)
         torch.save(AlexNetFeatures().state_dict(), weights)
         lpips_selection._cached_lpips.cache_clear()
-        code = run_cli("sample", str(sampling_checkpoint), "--sampling_scheme", str(scheme), "--n_obs", "2",
-                       "--T", "8", "--steps", "2", "--stop_index", "1", "--eval_dir", str(eval_dir))
+        code = run_cli(
+            "sample",
+            str(sampling_checkpoint),
+            "--sampling_scheme",
+            str(scheme),
+            "--n_obs",
+            "2",
+            "--T",
+            "8",
+            "--steps",
+            "2",
+            "--stop_index",
+            "1",
+            "--eval_dir",
+            str(eval_dir),
+        )
         assert code == expected
     assert "scheme_weights" in capsys.readouterr().err
     identity = json.loads((eval_dir / "settings.json").read_text())["identity"]

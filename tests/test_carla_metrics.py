@@ -35,6 +35,7 @@ from flexvid.eval.carla_train import (
     train_position_network,
 )
 from flexvid.eval.resnet import build_resnet, infer_resnet_spec, resnet18, resnet50, resnet152
+
 from helpers import run_cli
 
 TINY = dict(arch="resnet18", base_width=4)
@@ -51,8 +52,14 @@ def test_resnet_shapes_and_torchvision_names():
     bottleneck = resnet50(num_classes=None, base_width=4).eval()
     assert bottleneck(x).shape == (2, 4 * 8 * 4)  # last stage width x expansion 4
     keys = set(net.state_dict())
-    for key in ("conv1.weight", "bn1.running_var", "layer1.1.conv2.weight", "layer2.0.downsample.0.weight",
-                "layer4.0.downsample.1.num_batches_tracked", "fc.bias"):
+    for key in (
+        "conv1.weight",
+        "bn1.running_var",
+        "layer1.1.conv2.weight",
+        "layer2.0.downsample.0.weight",
+        "layer4.0.downsample.1.num_batches_tracked",
+        "fc.bias",
+    ):
         assert key in keys
     assert "layer1.0.downsample.0.weight" not in keys  # resnet18's first stage keeps its shape
 
@@ -90,7 +97,7 @@ def test_state_dict_round_trip_and_spec_inference(tmp_path):
 def test_cells_match_a_2d_histogram_of_the_town():
     rng = np.random.default_rng(0)
     points = np.concatenate([rng.uniform(-10, 400, size=(200, 2)), [[-10, -10], [400, 400], [31, 399.9], [-10, 400]]])
-    for point, cell in zip(points, coords_to_cell(points).tolist()):
+    for point, cell in zip(points, coords_to_cell(points).tolist(), strict=True):
         counts, _, _ = np.histogram2d([point[0]], [point[1]], bins=10, range=[[-10, 400], [-10, 400]])
         assert counts.ravel().nonzero()[0].tolist() == [cell]
     assert coords_to_cell(np.array([[-50.0, 1000.0]])).tolist() == [9]  # outside: clamped to the border cell
@@ -103,7 +110,7 @@ def test_regressor_uses_the_head_of_each_rows_cell():
     cells = torch.tensor([5, 99, 5])
     out = regressor(images, cells)
     features = regressor.resnet(images)
-    expected = torch.stack([regressor.regressors[c](f) for c, f in zip(cells.tolist(), features)])
+    expected = torch.stack([regressor.regressors[c](f) for c, f in zip(cells.tolist(), features, strict=True)])
     torch.testing.assert_close(out, expected)
 
 
@@ -150,7 +157,9 @@ def test_pipeline_on_random_weights_gives_one_position_per_frame(tmp_path):
 
 def test_missing_regressor_weights_say_where_to_get_them(tmp_path, monkeypatch):
     classifier, _ = _save_tiny_networks(tmp_path)
-    with pytest.raises(WeightsError, match=r"regressor weights not found.*wsgh/fdm/carla-regressor-ckpts/regressor_checkpoint\.pth"):
+    with pytest.raises(
+        WeightsError, match=r"regressor weights not found.*wsgh/fdm/carla-regressor-ckpts/regressor_checkpoint\.pth"
+    ):
         load_position_model(classifier, tmp_path / "nowhere" / "regressor_checkpoint.pth")
     monkeypatch.setenv("FLEXVID_WEIGHTS_DIR", str(tmp_path / "weights"))
     with pytest.raises(WeightsError, match=r"classifier weights not found at .*weights/classifier_checkpoint\.pth"):
@@ -336,7 +345,9 @@ def test_coords_and_metrics_commands(tmp_path, capsys):
     metrics = json.loads((eval_dir / "carla_metrics.json").read_text())
     assert metrics["OP"] == 0.0 and metrics["WD"] == pytest.approx(0.0)  # constant positions on both sides
     provenance = metrics["protocol"]["sample_position_model"]
-    assert provenance["regressor"]["file"] == "regressor_checkpoint.pth" and len(provenance["regressor"]["sha256"]) == 64
+    assert (
+        provenance["regressor"]["file"] == "regressor_checkpoint.pth" and len(provenance["regressor"]["sha256"]) == 64
+    )
     np.save(eval_dir / "samples" / "sample_0002-0.npy", np.zeros((12, 32, 32, 3), dtype=np.uint8))
     assert run_cli("carla-coords", str(eval_dir), *weights) == 2
     assert "samples must be uint8 RGB videos of shape (T, 3, H, W)" in capsys.readouterr().err
@@ -345,8 +356,23 @@ def test_coords_and_metrics_commands(tmp_path, capsys):
 def test_regressor_training_command(tmp_path):
     data = _carla_dir(tmp_path / "carla")
     out = tmp_path / "reg.pth"
-    code = run_cli("carla-regressor", "train", str(data), "--kind", "regressor", "--arch", "resnet18",
-                "--base_width", "4", "--epochs", "1", "--num_workers", "0", "--out", str(out))
+    code = run_cli(
+        "carla-regressor",
+        "train",
+        str(data),
+        "--kind",
+        "regressor",
+        "--arch",
+        "resnet18",
+        "--base_width",
+        "4",
+        "--epochs",
+        "1",
+        "--num_workers",
+        "0",
+        "--out",
+        str(out),
+    )
     assert code == 0
     summary = json.loads(out.with_suffix(".json").read_text())
     assert summary["config"]["kind"] == "regressor" and np.isfinite(summary["best_test_loss"])

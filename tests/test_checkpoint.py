@@ -13,9 +13,10 @@ from safetensors.torch import save_file
 import flexvid
 from flexvid.checkpoint import config_from_reference, load_pretrained, load_weights, save_weights
 from flexvid.config import ArchitectureConfig, DataConfig, DiffusionConfig, ModelConfig, TrainConfig
-from flexvid.run_config import RunConfig
 from flexvid.diffusion import GaussianDiffusion
 from flexvid.errors import CheckpointError
+from flexvid.run_config import RunConfig
+
 from helpers import TINY_NETWORK, randomised
 
 
@@ -42,8 +43,9 @@ def full_config(model: ModelConfig) -> RunConfig:
     return RunConfig(
         model=ArchitectureConfig(**architecture),
         diffusion=DiffusionConfig(diffusion_steps=50, noise_schedule="cosine", learn_sigma=model.learn_sigma),
-        data=DataConfig(dataset="mazes", T=300, image_size=model.image_size, channels=model.in_channels,
-                        max_frames=model.max_frames),
+        data=DataConfig(
+            dataset="mazes", T=300, image_size=model.image_size, channels=model.in_channels, max_frames=model.max_frames
+        ),
         train=TrainConfig(lr=2e-4),
     )
 
@@ -66,24 +68,46 @@ def test_reference_checkpoint_loads_and_reproduces_its_output(reference_dir):
 
 def test_authors_format_round_trip_at_64x64_with_learned_sigma(tmp_path):
     config = ModelConfig(
-        image_size=64, num_channels=32, num_res_blocks=1, num_heads=4, num_heads_upsample=2,
-        attention_resolutions=(8,), learn_sigma=True, max_frames=3,
+        image_size=64,
+        num_channels=32,
+        num_res_blocks=1,
+        num_heads=4,
+        num_heads_upsample=2,
+        attention_resolutions=(8,),
+        learn_sigma=True,
+        max_frames=3,
     )
     model = randomised(config, seed=5)
     flat = {  # the authors' argparse namespace, as their training script stores it
-        "dataset": "carla_no_traffic", "T": 1000, "max_frames": 3, "image_size": 64, "num_channels": 32,
-        "num_res_blocks": 1, "num_heads": 4, "num_heads_upsample": 2, "attention_resolutions": "8",
-        "dropout": 0.0, "learn_sigma": True, "sigma_small": False, "class_cond": False,
-        "diffusion_steps": 1000, "noise_schedule": "cosine", "timestep_respacing": "", "use_kl": False,
-        "predict_xstart": False, "rescale_timesteps": True, "rescale_learned_sigmas": True,
-        "use_checkpoint": False, "use_scale_shift_norm": True, "use_rpe_net": True, "lr": 1e-4,
+        "dataset": "carla_no_traffic",
+        "T": 1000,
+        "max_frames": 3,
+        "image_size": 64,
+        "num_channels": 32,
+        "num_res_blocks": 1,
+        "num_heads": 4,
+        "num_heads_upsample": 2,
+        "attention_resolutions": "8",
+        "dropout": 0.0,
+        "learn_sigma": True,
+        "sigma_small": False,
+        "class_cond": False,
+        "diffusion_steps": 1000,
+        "noise_schedule": "cosine",
+        "timestep_respacing": "",
+        "use_kl": False,
+        "predict_xstart": False,
+        "rescale_timesteps": True,
+        "rescale_learned_sigmas": True,
+        "use_checkpoint": False,
+        "use_scale_shift_norm": True,
+        "use_rpe_net": True,
+        "lr": 1e-4,
     }
     path = tmp_path / "ema_0.9999_550000.pt"
     torch.save({"state_dict": model.state_dict(), "config": flat, "step": 550000}, path)
     pretrained = load_pretrained(path)
-    assert dataclasses.asdict(pretrained.model.config) == dict(
-        dataclasses.asdict(config), attention_resolutions=(8,)
-    )
+    assert dataclasses.asdict(pretrained.model.config) == dict(dataclasses.asdict(config), attention_resolutions=(8,))
     assert pretrained.config.data.dataset == "carla_no_traffic"
     assert pretrained.config.diffusion.noise_schedule == "cosine"
     assert pretrained.config.diffusion.learn_sigma is True

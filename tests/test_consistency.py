@@ -10,15 +10,15 @@ import pytest
 import torch
 
 from flexvid.checkpoint import save_weights
-from flexvid.config import to_dict
+from flexvid.config import DiffusionConfig, to_dict
 from flexvid.data.base import build_dataset
 from flexvid.diffusion import build_diffusion
-from flexvid.config import DiffusionConfig
 from flexvid.eval.compare import CompareSettings, markdown_table, run_comparison
 from flexvid.eval.consistency import mean_interval, score_video, summarise_consistency
 from flexvid.frame_batch import FrameBatch
 from flexvid.training.diagnostics import conditioning_gain, sample_statistics
 from flexvid.video_io import to_uint8
+
 from helpers import TINY_NETWORK, randomised
 
 
@@ -107,8 +107,15 @@ def test_comparison_end_to_end_on_a_tiny_model(tmp_path) -> None:
     checkpoint = tmp_path / "ckpt"
     save_weights(checkpoint, model.state_dict(), config)
     settings = CompareSettings(
-        checkpoint=str(checkpoint), out=str(tmp_path / "cmp"), schemes=("autoreg", "hierarchy-2"), T=12,
-        n_obs=4, num_videos=3, num_samples=2, steps=2, batch_size=2,
+        checkpoint=str(checkpoint),
+        out=str(tmp_path / "cmp"),
+        schemes=("autoreg", "hierarchy-2"),
+        T=12,
+        n_obs=4,
+        num_videos=3,
+        num_samples=2,
+        steps=2,
+        batch_size=2,
     )
     report = run_comparison(settings)
     out = tmp_path / "cmp"

@@ -39,8 +39,13 @@ def to_model_range(frames: np.ndarray) -> torch.Tensor:
 
 def write_mp4(path, frames: np.ndarray) -> None:
     writer = imageio_ffmpeg.write_frames(
-        str(path), (frames.shape[2], frames.shape[1]), fps=8, codec="libx264", macro_block_size=1,
-        output_params=["-qp", "0"], ffmpeg_log_level="error",
+        str(path),
+        (frames.shape[2], frames.shape[1]),
+        fps=8,
+        codec="libx264",
+        macro_block_size=1,
+        output_params=["-qp", "0"],
+        ffmpeg_log_level="error",
     )
     writer.send(None)
     for frame in frames:
@@ -190,7 +195,7 @@ def test_carla_clip_matches_slicing_the_item(tmp_path, legacy_format):
 
 
 def write_npy_splits(root, counts=(3, 2), frames=6):
-    for split, count in zip(("train", "test"), counts):
+    for split, count in zip(("train", "test"), counts, strict=True):
         (root / split).mkdir(parents=True)
         for n in range(count):
             np.save(root / split / f"{n}.npy", ramp_video(frames, n + (10 if split == "test" else 0)))
@@ -358,7 +363,11 @@ def test_folder_dataset_reads_every_format(tmp_path):
     assert train.summary()["kinds"] == ["array", "frames", "video"]
     by_path = {train.entries[i].path: train[i] for i in range(len(train))}
     expected = {
-        "train/clip.mp4": 0, "train/anim.gif": 1, "train/wide.npy": 2, "train/packed.npz": 3, "train/frames_a": 4
+        "train/clip.mp4": 0,
+        "train/anim.gif": 1,
+        "train/wide.npy": 2,
+        "train/packed.npz": 3,
+        "train/frames_a": 4,
     }
     for path, seed in expected.items():
         video, info = by_path[path]
@@ -435,8 +444,9 @@ def test_folder_errors(tmp_path):
     with pytest.raises(DatasetError, match="no test/ directory"):
         build_dataset("folder", "test", T=2, data_dir=tmp_path / "split")
     np.save(tmp_path / "split" / "train" / "a.npy", np.zeros((4, 8, 8, 3), np.float32))
-    with pytest.warns(UserWarning, match=r"a.npy \(holds a float32 array"), pytest.raises(
-        DatasetError, match="1 unreadable"
+    with (
+        pytest.warns(UserWarning, match=r"a.npy \(holds a float32 array"),
+        pytest.raises(DatasetError, match="1 unreadable"),
     ):
         build_dataset("folder", "train", T=2, data_dir=tmp_path / "split")
 

@@ -71,8 +71,12 @@ def test_p_mean_variance_matches_reference(reference_io):
     diffusion = build_diffusion(DiffusionConfig())
     model = FixedOutputModel(reference_io["model_output"])
     out = diffusion.p_mean_variance(model, reference_io["x_t"], reference_io["t"], reference_batch(reference_io))
-    for ours, theirs in [("mean", "p_mean"), ("variance", "p_variance"),
-                         ("log_variance", "p_log_variance"), ("pred_xstart", "pred_xstart")]:
+    for ours, theirs in [
+        ("mean", "p_mean"),
+        ("variance", "p_variance"),
+        ("log_variance", "p_log_variance"),
+        ("pred_xstart", "pred_xstart"),
+    ]:
         assert out[ours].shape == reference_io[theirs].shape
         assert rel_err(out[ours], reference_io[theirs]) < 1e-5, ours
     # With 1000 steps and rescale_timesteps the network sees t itself, as a float.
@@ -102,9 +106,15 @@ def test_real_network_reproduces_reference_diffusion_outputs(reference_dir, refe
     batch = reference_batch(reference_io)
     with torch.no_grad():
         out = pretrained.diffusion.p_mean_variance(pretrained.model, reference_io["x_t"], reference_io["t"], batch)
-        losses = pretrained.diffusion.training_losses(pretrained.model, batch, reference_io["t"], noise=reference_io["noise"])
-    for ours, theirs in [("mean", "p_mean"), ("variance", "p_variance"),
-                         ("log_variance", "p_log_variance"), ("pred_xstart", "pred_xstart")]:
+        losses = pretrained.diffusion.training_losses(
+            pretrained.model, batch, reference_io["t"], noise=reference_io["noise"]
+        )
+    for ours, theirs in [
+        ("mean", "p_mean"),
+        ("variance", "p_variance"),
+        ("log_variance", "p_log_variance"),
+        ("pred_xstart", "pred_xstart"),
+    ]:
         assert rel_err(out[ours], reference_io[theirs]) < 1e-5, ours
     for key in ("mse", "eval-mse", "loss"):
         assert rel_err(losses[key], reference_io[f"loss_{key}"]) < 1e-5, key
@@ -285,8 +295,18 @@ def test_learned_variance_with_the_real_network_trains():
     from flexvid.config import ModelConfig
     from flexvid.nn import UNetVideo
 
-    model = UNetVideo(ModelConfig(image_size=8, num_channels=32, num_res_blocks=1, channel_mult=(1, 2), num_heads=2,
-                                  attention_resolutions=(4,), learn_sigma=True, max_frames=3))
+    model = UNetVideo(
+        ModelConfig(
+            image_size=8,
+            num_channels=32,
+            num_res_blocks=1,
+            channel_mult=(1, 2),
+            num_heads=2,
+            attention_resolutions=(4,),
+            learn_sigma=True,
+            max_frames=3,
+        )
+    )
     diffusion = build_diffusion(DiffusionConfig(diffusion_steps=30, learn_sigma=True))
     x_start, batch, _ = small_batch(B=2, K=3, C=3, H=8, W=8)
     losses = diffusion.training_losses(model, batch, torch.tensor([0, 20]))
@@ -388,13 +408,24 @@ def test_build_diffusion_picks_types_like_the_reference():
 
     cases = [
         (DiffusionConfig(), ModelMeanType.EPSILON, ModelVarType.FIXED_LARGE, LossType.RESCALED_MSE),
-        (DiffusionConfig(sigma_small=True, rescale_learned_sigmas=False), ModelMeanType.EPSILON,
-         ModelVarType.FIXED_SMALL, LossType.MSE),
-        (DiffusionConfig(learn_sigma=True, predict_xstart=True, use_kl=True), ModelMeanType.START_X,
-         ModelVarType.LEARNED_RANGE, LossType.RESCALED_KL),
+        (
+            DiffusionConfig(sigma_small=True, rescale_learned_sigmas=False),
+            ModelMeanType.EPSILON,
+            ModelVarType.FIXED_SMALL,
+            LossType.MSE,
+        ),
+        (
+            DiffusionConfig(learn_sigma=True, predict_xstart=True, use_kl=True),
+            ModelMeanType.START_X,
+            ModelVarType.LEARNED_RANGE,
+            LossType.RESCALED_KL,
+        ),
     ]
     for config, mean_type, var_type, loss_type in cases:
         diffusion = build_diffusion(dataclasses.replace(config, diffusion_steps=30))
         assert isinstance(diffusion, GaussianDiffusion)
         assert (diffusion.model_mean_type, diffusion.model_var_type, diffusion.loss_type) == (
-            mean_type, var_type, loss_type)
+            mean_type,
+            var_type,
+            loss_type,
+        )

@@ -24,8 +24,15 @@ def launch(nproc: int, *args: str) -> str:
     """Run `flexvid train` under torch.distributed.run (torchrun) with `nproc` CPU processes."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-        "-m", "flexvid", "train", *args,
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "flexvid",
+        "train",
+        *args,
     ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -18,9 +18,31 @@ from helpers import save_sampling_checkpoint
 
 def sample(checkpoint: Path, eval_dir: Path, *launcher: str) -> subprocess.CompletedProcess:
     """`flexvid sample` of 5 test videos in batches of 2, run as `python [launcher...] -m flexvid`."""
-    command = [sys.executable, *launcher, "-m", "flexvid", "sample", str(checkpoint), "--n_obs", "2", "--batch_size", "2",
-               "--stop_index", "5", "--steps", "2", "--eta", "1", "--device", "cpu", "--eval_dir", str(eval_dir)]
-    result = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    command = [
+        sys.executable,
+        *launcher,
+        "-m",
+        "flexvid",
+        "sample",
+        str(checkpoint),
+        "--n_obs",
+        "2",
+        "--batch_size",
+        "2",
+        "--stop_index",
+        "5",
+        "--steps",
+        "2",
+        "--eta",
+        "1",
+        "--device",
+        "cpu",
+        "--eval_dir",
+        str(eval_dir),
+    ]
+    result = subprocess.run(
+        command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 
@@ -46,6 +68,8 @@ def test_two_processes_write_what_one_process_writes(tmp_path):
     assert names == [f"sample_{i:04d}-0.npy" for i in range(5)]
     assert sorted(p.name for p in (tmp_path / "two" / "samples").iterdir()) == names
     for name in names:
-        np.testing.assert_array_equal(np.load(tmp_path / "two" / "samples" / name), np.load(tmp_path / "one" / "samples" / name))
+        np.testing.assert_array_equal(
+            np.load(tmp_path / "two" / "samples" / name), np.load(tmp_path / "one" / "samples" / name)
+        )
     one_settings, two_settings = (json.loads((tmp_path / d / "settings.json").read_text()) for d in ("one", "two"))
     assert one_settings["identity"] == two_settings["identity"] and two_settings["world_size"] == 2

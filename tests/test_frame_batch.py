@@ -11,6 +11,7 @@ import torch
 from flexvid.data.tasks import build_example
 from flexvid.errors import FlexvidError
 from flexvid.frame_batch import FrameBatch
+
 from helpers import TINY_NETWORK, randomised
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import itertools
 import json
 import sys
 import types
@@ -28,6 +29,7 @@ from flexvid.eval.frame_metrics import (
 from flexvid.eval.lpips import load_lpips, load_lpips_heads, locate_lpips_heads
 from flexvid.eval.weights import LPIPS_ALEX_HEADS
 from flexvid.files import sha256_of
+
 from helpers import make_eval_dir, run_cli
 
 # ---------------------------------------------------------------------------------------------
@@ -142,11 +144,15 @@ def test_lpips_is_zero_for_identical_images_and_grows_with_noise(alexnet_file):
     noise = torch.randn_like(images)
     assert torch.equal(model(images, images), torch.zeros(2))
     distances = [model(images, (images + scale * noise).clamp(-1, 1)) for scale in (0.05, 0.2, 0.8)]
-    assert all((near < far).all() for near, far in zip(distances, distances[1:]))
+    assert all((near < far).all() for near, far in itertools.pairwise(distances))
     gray = images[:, :1]
     assert model(gray, gray.flip(-1)).shape == (2,)
     assert provenance["heads"]["sha256"] == LPIPS_ALEX_HEADS.sha256 and provenance["heads"]["checksum_verified"]
-    assert provenance["backbone"] == {"file": "alexnet_random.pth", "sha256": sha256_of(alexnet_file), "checksum_verified": False}
+    assert provenance["backbone"] == {
+        "file": "alexnet_random.pth",
+        "sha256": sha256_of(alexnet_file),
+        "checksum_verified": False,
+    }
 
 
 @pytest.fixture()
@@ -181,7 +187,7 @@ def test_lpips_equals_the_lpips_package_on_the_same_random_alexnet(alexnet_file,
     lpips = lpips_package(copy.deepcopy(ours.backbone.features))
     theirs = lpips.LPIPS(pretrained=False, net="alex", pnet_rand=True, verbose=False).eval()
     with torch.no_grad():
-        for linear, head in zip(theirs.lins, ours.heads()):
+        for linear, head in zip(theirs.lins, ours.heads(), strict=True):
             linear.model[-1].weight.copy_(head)
     torch.manual_seed(2)
     x = torch.rand(3, 3, 64, 64) * 2 - 1
@@ -190,7 +196,9 @@ def test_lpips_equals_the_lpips_package_on_the_same_random_alexnet(alexnet_file,
     torch.testing.assert_close(ours(x, y), expected, rtol=1e-5, atol=1e-7)
     assert expected.min() > 0 and len(set(expected.tolist())) == 3
     gray_x, gray_y = x[:, :1], y[:, :1]  # flexvid repeats a single channel to RGB
-    torch.testing.assert_close(ours(gray_x, gray_y), theirs(gray_x.expand(-1, 3, -1, -1), gray_y.expand(-1, 3, -1, -1)).flatten())
+    torch.testing.assert_close(
+        ours(gray_x, gray_y), theirs(gray_x.expand(-1, 3, -1, -1), gray_y.expand(-1, 3, -1, -1)).flatten()
+    )
 
 
 def test_lpips_heads_come_from_the_lpips_wheel_and_have_five_layers():
@@ -202,7 +210,9 @@ def test_lpips_heads_come_from_the_lpips_wheel_and_have_five_layers():
 def test_wrong_alexnet_or_heads_files_are_clear_errors(tmp_path, monkeypatch):
     bad = tmp_path / "bad.pth"
     torch.save({"features.0.weight": torch.zeros(64, 3, 11, 11), "fc.weight": torch.zeros(2)}, bad)
-    with pytest.raises(WeightsError, match="not a torchvision AlexNet state dict.*missing features.0.bias.*unexpected fc.weight"):
+    with pytest.raises(
+        WeightsError, match="not a torchvision AlexNet state dict.*missing features.0.bias.*unexpected fc.weight"
+    ):
         load_alexnet(bad)
     with pytest.raises(WeightsError, match="not an LPIPS heads file"):
         load_lpips_heads(bad)
@@ -280,8 +290,16 @@ def tiny_model_and_diffusion():
     from flexvid.nn import UNetVideo
 
     torch.manual_seed(0)
-    config = ModelConfig(image_size=16, in_channels=1, num_channels=32, num_res_blocks=1, channel_mult=(1, 2),
-                         num_heads=2, attention_resolutions=(8,), max_frames=4)
+    config = ModelConfig(
+        image_size=16,
+        in_channels=1,
+        num_channels=32,
+        num_res_blocks=1,
+        channel_mult=(1, 2),
+        num_heads=2,
+        attention_resolutions=(8,),
+        max_frames=4,
+    )
     model = UNetVideo(config).eval()
     for parameter in model.parameters():  # zero-initialised output layers would hide the inputs
         if parameter.abs().sum() == 0:
@@ -316,11 +334,25 @@ def test_metrics_command_adds_the_scheme_loss_of_a_checkpoint(tiny_model_and_dif
 
     model, _ = tiny_model_and_diffusion
     checkpoint = tmp_path / "checkpoint"
-    save_weights(checkpoint, model.state_dict(), {"model": to_dict(model.config), "diffusion": to_dict(DiffusionConfig(diffusion_steps=50))})
+    save_weights(
+        checkpoint,
+        model.state_dict(),
+        {"model": to_dict(model.config), "diffusion": to_dict(DiffusionConfig(diffusion_steps=50))},
+    )
     rng = np.random.default_rng(4)
     truth = [rng.integers(0, 256, (6, 1, 16, 16), dtype=np.uint8)]
     eval_dir = make_eval_dir(tmp_path, truth, [[truth[0]]], n_obs=2)
-    args = ("metrics", str(eval_dir), "--gt_dir", str(tmp_path / "gt"), "--no_lpips", "--loss", str(checkpoint), "--loss_timesteps", "1")
+    args = (
+        "metrics",
+        str(eval_dir),
+        "--gt_dir",
+        str(tmp_path / "gt"),
+        "--no_lpips",
+        "--loss",
+        str(checkpoint),
+        "--loss_timesteps",
+        "1",
+    )
     assert run_cli(*args) == 0
     loss = json.loads((eval_dir / "metrics-1-1.json").read_text())["loss"]
     # autoreg with K = 4 and 2 latent frames per stage generates frames 2-3, then 4-5.

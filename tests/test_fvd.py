@@ -32,6 +32,7 @@ from flexvid.eval.i3d import (
 )
 from flexvid.eval.weights import download_weights, locate_weights
 from flexvid.files import sha256_of
+
 from helpers import make_eval_dir, run_cli
 
 # ---------------------------------------------------------------------------------------------
@@ -177,7 +178,12 @@ def test_network_on_random_weights_gives_400_features_per_video(i3d_file):
     assert features.shape == (2, 400) and features.dtype == torch.float64
     assert torch.isfinite(features).all()
     assert not torch.allclose(features[0], features[1])
-    assert i3d.describe() == {"format": "state_dict", "file": "i3d_random.pt", "sha256": sha256_of(i3d_file), "checksum_verified": False}
+    assert i3d.describe() == {
+        "format": "state_dict",
+        "file": "i3d_random.pt",
+        "sha256": sha256_of(i3d_file),
+        "checksum_verified": False,
+    }
 
 
 def test_state_dict_without_num_batches_tracked_loads_the_same_weights(i3d_file, tmp_path):
@@ -189,7 +195,8 @@ def test_state_dict_without_num_batches_tracked_loads_the_same_weights(i3d_file,
 
 
 class StyleGANVCallingConvention(nn.Module):
-    """A small network with the call signature of StyleGAN-V's i3d_torchscript.pt (x, rescale, resize, return_features)."""
+    """A small network with the call signature of StyleGAN-V's i3d_torchscript.pt (x, rescale, resize,
+    return_features)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -310,7 +317,7 @@ def test_videos_are_embedded_in_batches_and_pairs_keep_samples_apart_from_test_v
     assert calls == [3, 3, 1] and features.dtype == np.float64
     assert features[:, 0].tolist() == list(range(7))
     calls.clear()
-    samples, references = paired_features(embed, zip(videos[:3], videos[3:6]), batch_size=4)
+    samples, references = paired_features(embed, zip(videos[:3], videos[3:6], strict=True), batch_size=4)
     assert calls == [4, 2]  # samples and test videos share calls
     assert samples[:, 0].tolist() == [0, 1, 2] and references[:, 0].tolist() == [3, 4, 5]
     with pytest.raises(DatasetError, match="No videos to embed"):

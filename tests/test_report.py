@@ -15,19 +15,42 @@ from flexvid.eval.report import PALETTE, collect_runs, markdown_table, write_rep
 
 def _frame_scores(psnr: list[float], lpips: list[float], n_obs: int) -> dict:
     """The layout of `flexvid metrics` output: per group and metric, a per-frame curve and its mean."""
+
     def group(start: int) -> dict:
-        return {name: {"per_frame": values[start:], "mean": sum(values[start:]) / len(values[start:])}
-                for name, values in (("psnr", psnr), ("lpips", lpips))}
-    return {"latent_frames": group(n_obs), "all_frames": group(0),
-            "protocol": {"num_videos": 10, "samples_per_video": 5, "lpips": {"computed": True, "version": "v0.1"}}}
+        return {
+            name: {"per_frame": values[start:], "mean": sum(values[start:]) / len(values[start:])}
+            for name, values in (("psnr", psnr), ("lpips", lpips))
+        }
+
+    return {
+        "latent_frames": group(n_obs),
+        "all_frames": group(0),
+        "protocol": {"num_videos": 10, "samples_per_video": 5, "lpips": {"computed": True, "version": "v0.1"}},
+    }
 
 
-def _eval_dir(root: Path, name: str, scheme: str, *, scores: dict | None = None, carla: dict | None = None,
-              fvd: float | None = None, fvd_json: bool = True) -> Path:
+def _eval_dir(
+    root: Path,
+    name: str,
+    scheme: str,
+    *,
+    scores: dict | None = None,
+    carla: dict | None = None,
+    fvd: float | None = None,
+    fvd_json: bool = True,
+) -> Path:
     folder = root / name
     folder.mkdir(parents=True)
-    settings = {"dataset": "carla_no_traffic", "data_dir": "data", "T": 4, "image_size": 128, "n_obs": 1,
-                "sampling_scheme": scheme, "max_frames": 20, "checkpoint": f"checkpoints/{name}/ema_0.9999_550000.pt"}
+    settings = {
+        "dataset": "carla_no_traffic",
+        "data_dir": "data",
+        "T": 4,
+        "image_size": 128,
+        "n_obs": 1,
+        "sampling_scheme": scheme,
+        "max_frames": 20,
+        "checkpoint": f"checkpoints/{name}/ema_0.9999_550000.pt",
+    }
     (folder / "settings.json").write_text(json.dumps(settings))
     if scores is not None:
         (folder / "metrics-10-5.json").write_text(json.dumps(scores))
@@ -44,10 +67,22 @@ def _eval_dir(root: Path, name: str, scheme: str, *, scores: dict | None = None,
 @pytest.fixture()
 def results(tmp_path) -> Path:
     root = tmp_path / "results"
-    _eval_dir(root, "fdm/hierarchy-2", "hierarchy-2", scores=_frame_scores([90, 24, 22, 20], [0, 0.1, 0.2, 0.3], 1),
-              carla={"WD": 0.8, "OP": 0.5, "protocol": {"frame_gap": 10, "num_speeds": 990}}, fvd=120.0)
-    _eval_dir(root, "fdm/autoreg", "autoreg", scores=_frame_scores([90, 22, 19, 16], [0, 0.2, 0.3, 0.4], 1),
-              carla={"WD": 1.9, "OP": 4.0, "protocol": {"frame_gap": 10, "num_speeds": 980}}, fvd=250.0)
+    _eval_dir(
+        root,
+        "fdm/hierarchy-2",
+        "hierarchy-2",
+        scores=_frame_scores([90, 24, 22, 20], [0, 0.1, 0.2, 0.3], 1),
+        carla={"WD": 0.8, "OP": 0.5, "protocol": {"frame_gap": 10, "num_speeds": 990}},
+        fvd=120.0,
+    )
+    _eval_dir(
+        root,
+        "fdm/autoreg",
+        "autoreg",
+        scores=_frame_scores([90, 22, 19, 16], [0, 0.2, 0.3, 0.4], 1),
+        carla={"WD": 1.9, "OP": 4.0, "protocol": {"frame_gap": 10, "num_speeds": 980}},
+        fvd=250.0,
+    )
     _eval_dir(root, "other/long-range", "long-range", fvd=180.0, fvd_json=False)
     return root
 
@@ -56,10 +91,17 @@ def test_runs_gather_scalars_curves_and_protocols(results):
     runs = {run.label: run for run in collect_runs(results)}
     assert sorted(runs) == ["fdm/autoreg", "fdm/hierarchy-2", "other/long-range"]
     hier = runs["fdm/hierarchy-2"]
-    assert hier.scalars == pytest.approx({
-        "FVD": 120.0, "OP": 0.5, "WD": 0.8, "latent_frames.psnr": 22.0, "latent_frames.lpips": 0.2,
-        "all_frames.psnr": 39.0, "all_frames.lpips": 0.15,
-    })
+    assert hier.scalars == pytest.approx(
+        {
+            "FVD": 120.0,
+            "OP": 0.5,
+            "WD": 0.8,
+            "latent_frames.psnr": 22.0,
+            "latent_frames.lpips": 0.2,
+            "all_frames.psnr": 39.0,
+            "all_frames.lpips": 0.15,
+        }
+    )
     # The latent-frame curves start at frame n_obs, so only the whole-video curves are plotted.
     assert hier.series == {"all_frames.psnr": [90, 24, 22, 20], "all_frames.lpips": [0, 0.1, 0.2, 0.3]}
     assert hier.protocols["metrics-<N>-<k>.json"]["lpips"] == {"computed": True, "version": "v0.1"}

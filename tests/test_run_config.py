@@ -27,6 +27,7 @@ from flexvid.sampling.identity import checkpoint_fingerprint
 from flexvid.training.checkpointing import latest_valid_checkpoint, list_checkpoints
 from flexvid.training.config import load_run_config, load_yaml_config, merge_overrides, resolve_run_config
 from flexvid.training.trainer import Trainer
+
 from helpers import run_cli, tiny_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,8 +152,11 @@ def _legacy(values: dict) -> dict:
     channels, K and learn_sigma in `model` (K and learn_sigma repeated in `data` and `diffusion`)."""
     data = dict(values["data"])
     model = {
-        **values["model"], "image_size": data.pop("image_size"), "in_channels": data.pop("channels"),
-        "learn_sigma": values["diffusion"]["learn_sigma"], "max_frames": data["max_frames"],
+        **values["model"],
+        "image_size": data.pop("image_size"),
+        "in_channels": data.pop("channels"),
+        "learn_sigma": values["diffusion"]["learn_sigma"],
+        "max_frames": data["max_frames"],
     }
     return {**values, "model": model, "data": data}
 
@@ -161,18 +165,21 @@ def _rewrite_in_legacy_layout(run_dir: Path) -> None:
     """Turn a run directory into one written by the earlier flexvid: config.yaml, every weights file's
     config metadata, config.json and the manifest that checksums them."""
     (run_dir / "config.yaml").write_text(yaml.safe_dump(_legacy(yaml.safe_load((run_dir / "config.yaml").read_text()))))
-    for _, checkpoint in list_checkpoints(run_dir):
-        for weights in checkpoint.glob("*.safetensors"):
-            with safe_open(str(weights), framework="pt") as handle:
+    for _, checkpoint_dir in list_checkpoints(run_dir):
+        for weights_file in checkpoint_dir.glob("*.safetensors"):
+            with safe_open(str(weights_file), framework="pt") as handle:
                 metadata = handle.metadata()
             metadata["flexvid_config"] = json.dumps(_legacy(json.loads(metadata["flexvid_config"])))
-            save_file(load_file(weights), str(weights), metadata=metadata)
-        config_json = checkpoint / "config.json"
+            save_file(load_file(weights_file), str(weights_file), metadata=metadata)
+        config_json = checkpoint_dir / "config.json"
         config_json.write_text(json.dumps(_legacy(json.loads(config_json.read_text())), indent=2))
-        manifest = json.loads((checkpoint / "manifest.json").read_text())
+        manifest = json.loads((checkpoint_dir / "manifest.json").read_text())
         for name in manifest["files"]:
-            manifest["files"][name] = {"bytes": (checkpoint / name).stat().st_size, "sha256": sha256_of(checkpoint / name)}
-        (checkpoint / "manifest.json").write_text(json.dumps(manifest))
+            manifest["files"][name] = {
+                "bytes": (checkpoint_dir / name).stat().st_size,
+                "sha256": sha256_of(checkpoint_dir / name),
+            }
+        (checkpoint_dir / "manifest.json").write_text(json.dumps(manifest))
 
 
 def test_a_run_directory_of_the_earlier_layout_loads_and_resumes(tmp_path):
@@ -204,8 +211,11 @@ def test_a_saved_config_round_trips_and_a_bare_one_leaves_data_and_train_unknown
 def _flexvid_imports(module: str) -> set[str]:
     """Every flexvid module `module` imports, at the top or inside functions."""
     tree = ast.parse((ROOT / "src" / Path(*module.split("."))).with_suffix(".py").read_text())
-    return {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
-            and node.module.startswith("flexvid")}
+    return {
+        node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("flexvid")
+    }
 
 
 def test_weights_run_directories_and_load_pretrained_depend_one_way():

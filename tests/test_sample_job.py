@@ -26,8 +26,16 @@ TRAIN_T = 12
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
-    model_config = ModelConfig(image_size=16, in_channels=1, num_channels=32, num_res_blocks=1, num_heads=2,
-                               channel_mult=(1, 2), attention_resolutions=(8,), max_frames=6)
+    model_config = ModelConfig(
+        image_size=16,
+        in_channels=1,
+        num_channels=32,
+        num_res_blocks=1,
+        num_heads=2,
+        channel_mult=(1, 2),
+        attention_resolutions=(8,),
+        max_frames=6,
+    )
     model = UNetVideo(model_config)
     config = {
         "model": dataclasses.asdict(model_config),
@@ -40,8 +48,16 @@ def checkpoint(tmp_path_factory):
 
 
 def settings(checkpoint, tmp_path, **overrides) -> SampleSettings:
-    values = dict(checkpoint=str(checkpoint), sampling_scheme="hierarchy-2", n_obs=2, batch_size=2,
-                  sampler="ddim", steps=2, eval_dir=str(tmp_path / "eval"), stop_index=2)
+    values = dict(
+        checkpoint=str(checkpoint),
+        sampling_scheme="hierarchy-2",
+        n_obs=2,
+        batch_size=2,
+        sampler="ddim",
+        steps=2,
+        eval_dir=str(tmp_path / "eval"),
+        stop_index=2,
+    )
     values.update(overrides)
     return SampleSettings(**values)
 
@@ -70,7 +86,9 @@ def test_long_video_beyond_training_length(checkpoint, tmp_path):
 def test_interrupted_job_completes_the_rest_when_run_again(checkpoint, tmp_path, monkeypatch):
     reference_job = SampleJob(settings(checkpoint, tmp_path / "ref", batch_size=1))
     reference = reference_job.run(progress=False)
-    calls_per_video = len(reference_job.generator.make_stages(TRAIN_T, 2))  # one call per stage (hierarchy-2 is a chain)
+    calls_per_video = len(
+        reference_job.generator.make_stages(TRAIN_T, 2)
+    )  # one call per stage (hierarchy-2 is a chain)
     calls = {"n": 0}
     real = generate_module.make_sample_fn
 
@@ -95,7 +113,7 @@ def test_interrupted_job_completes_the_rest_when_run_again(checkpoint, tmp_path,
     monkeypatch.setattr(generate_module, "make_sample_fn", real)
     paths = SampleJob(settings(checkpoint, tmp_path, batch_size=1)).run(progress=False)
     assert (samples / "sample_0000-0.npy").stat().st_mtime_ns == first
-    for done, expected in zip(paths, reference):
+    for done, expected in zip(paths, reference, strict=True):
         np.testing.assert_array_equal(np.load(done), np.load(expected))
 
 
@@ -114,18 +132,38 @@ def test_bad_input_gets_one_sentence(checkpoint, tmp_path):
 
 def test_missing_dataset_suggests_unconditional_sampling(checkpoint, tmp_path):
     pretrained = job_module.load_pretrained(checkpoint)
-    pretrained.config = dataclasses.replace(pretrained.config, data=dataclasses.replace(pretrained.config.data, dataset="mazes"))
+    pretrained.config = dataclasses.replace(
+        pretrained.config, data=dataclasses.replace(pretrained.config.data, dataset="mazes")
+    )
     with pytest.raises(DatasetError, match="--n_obs 0"):
         SampleJob(settings(checkpoint, tmp_path, data_dir=str(tmp_path / "nowhere")), pretrained)
-    unconditional = SampleJob(settings(checkpoint, tmp_path, n_obs=0, stop_index=1, sampling_scheme="autoreg"), pretrained)
+    unconditional = SampleJob(
+        settings(checkpoint, tmp_path, n_obs=0, stop_index=1, sampling_scheme="autoreg"), pretrained
+    )
     assert np.load(unconditional.run(progress=False)[0]).shape == (TRAIN_T, 1, 16, 16)
 
 
 def test_cli_sample_then_video(checkpoint, tmp_path, capsys):
     eval_dir = tmp_path / "cli"
     with pytest.raises(SystemExit) as exit_info:
-        cli_main(["sample", str(checkpoint), "--sampling_scheme", "autoreg", "--n_obs", "2", "--batch_size", "1",
-                  "--sampler", "ddim", "--steps", "2", "--eval_dir", str(eval_dir)])
+        cli_main(
+            [
+                "sample",
+                str(checkpoint),
+                "--sampling_scheme",
+                "autoreg",
+                "--n_obs",
+                "2",
+                "--batch_size",
+                "1",
+                "--sampler",
+                "ddim",
+                "--steps",
+                "2",
+                "--eval_dir",
+                str(eval_dir),
+            ]
+        )
     assert exit_info.value.code == 0
     written = export_videos(eval_dir)
     names = {p.name for p in written}

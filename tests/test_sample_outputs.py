@@ -24,13 +24,23 @@ ROOT = Path(__file__).resolve().parents[1]
 def checkpoints(tmp_path_factory):
     """Two runs' checkpoints/step_0000010, with different weights."""
     root = tmp_path_factory.mktemp("runs")
-    return [save_sampling_checkpoint(root / run / "checkpoints" / "step_0000010", seed=seed)
-            for seed, run in enumerate(("run_a", "run_b"))]
+    return [
+        save_sampling_checkpoint(root / run / "checkpoints" / "step_0000010", seed=seed)
+        for seed, run in enumerate(("run_a", "run_b"))
+    ]
 
 
 def settings(checkpoint: Path, eval_dir: Path | None, **overrides) -> SampleSettings:
-    values = dict(checkpoint=str(checkpoint), sampling_scheme="hierarchy-2", n_obs=2, batch_size=2, stop_index=2,
-                  sampler="ddim", steps=2, eval_dir=None if eval_dir is None else str(eval_dir))
+    values = dict(
+        checkpoint=str(checkpoint),
+        sampling_scheme="hierarchy-2",
+        n_obs=2,
+        batch_size=2,
+        stop_index=2,
+        sampler="ddim",
+        steps=2,
+        eval_dir=None if eval_dir is None else str(eval_dir),
+    )
     return SampleSettings(**{**values, **overrides})
 
 
@@ -43,9 +53,15 @@ def folder_state(eval_dir: Path) -> dict[str, bytes]:
 @pytest.mark.parametrize(
     "change, named",
     [
-        ({"seed": 1}, "seed"), ({"eta": 0.5}, "eta"), ({"steps": 3}, "steps"), ({"sampler": "ddpm"}, "sampler"),
-        ({"precision": "bf16"}, "precision"), ({"sampling_scheme": "autoreg"}, "sampling_scheme"),
-        ({"n_obs": 3}, "n_obs"), ({"checkpoint": "other"}, "checkpoint_sha256"), ({"T": 14}, "T"),
+        ({"seed": 1}, "seed"),
+        ({"eta": 0.5}, "eta"),
+        ({"steps": 3}, "steps"),
+        ({"sampler": "ddpm"}, "sampler"),
+        ({"precision": "bf16"}, "precision"),
+        ({"sampling_scheme": "autoreg"}, "sampling_scheme"),
+        ({"n_obs": 3}, "n_obs"),
+        ({"checkpoint": "other"}, "checkpoint_sha256"),
+        ({"T": 14}, "T"),
     ],
 )
 def test_other_settings_are_refused_and_nothing_is_written(checkpoints, tmp_path, change, named):
@@ -88,8 +104,10 @@ def test_default_folders_name_the_run_and_differ_with_any_setting(checkpoints):
     assert a.parts[:2] == ("results", "run_a_step_0000010") and b.parts[:2] == ("results", "run_b_step_0000010")
     assert re.fullmatch(r"hierarchy-2_6_3_12_2_ddim2_eta0_seed0_fp32-[0-9a-f]{8}", a.name)
     assert SampleJob(settings(checkpoints[0], None)).eval_dir == a  # the same settings find their folder again
-    others = {SampleJob(settings(checkpoints[0], None, **change)).eval_dir
-              for change in ({"seed": 1}, {"eta": 0.5}, {"steps": 3}, {"precision": "bf16"}, {"chunk_length": 8})}
+    others = {
+        SampleJob(settings(checkpoints[0], None, **change)).eval_dir
+        for change in ({"seed": 1}, {"eta": 0.5}, {"steps": 3}, {"precision": "bf16"}, {"chunk_length": 8})
+    }
     assert len(others) == 5 and a not in others
 
 

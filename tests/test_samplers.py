@@ -172,7 +172,10 @@ def test_callback_sees_every_step_and_progress_bar_runs():
     diffusion = respaced(BASE, 4, "ddpm")
     seen = []
     out = ddpm_sample(
-        GaussianEpsilon(), diffusion, batch, progress=True,
+        GaussianEpsilon(),
+        diffusion,
+        batch,
+        progress=True,
         callback=lambda t, x, pred: seen.append((t, x.shape, pred.shape)),
     )
     assert [t for t, _, _ in seen] == [3, 2, 1, 0]

@@ -27,8 +27,16 @@ def stages_of(name: str, T: int, n_obs: int, K: int, step: int) -> list[Stage]:
 @pytest.fixture(scope="module")
 def tiny_model() -> UNetVideo:
     torch.manual_seed(0)
-    config = ModelConfig(image_size=16, in_channels=1, num_channels=32, num_res_blocks=1, num_heads=2,
-                         channel_mult=(1, 2), attention_resolutions=(8,), max_frames=6)
+    config = ModelConfig(
+        image_size=16,
+        in_channels=1,
+        num_channels=32,
+        num_res_blocks=1,
+        num_heads=2,
+        channel_mult=(1, 2),
+        attention_resolutions=(8,),
+        max_frames=6,
+    )
     model = UNetVideo(config).eval()
     # Random, non-zero output layers so the test sees real dependence on the inputs.
     for p in model.parameters():
@@ -71,9 +79,15 @@ def test_batched_stages_equal_one_by_one(tiny_model, ddim2):
     stages = stages_of("hierarchy-3", T, n_obs, 6, 3)
     start = torch.zeros(2, T, 1, 16, 16)
     start[:, :n_obs] = torch.rand(2, n_obs, 1, 16, 16) * 2 - 1
-    batched = run_stages(tiny_model, diffusion, start.clone(), stages, sample_fn, seed=3, video_keys=[10, 11], batch_stages=True)
-    single = run_stages(tiny_model, diffusion, start.clone(), stages, sample_fn, seed=3, video_keys=[10, 11], batch_stages=False)
-    alone = run_stages(tiny_model, diffusion, start[1:].clone(), stages, sample_fn, seed=3, video_keys=[11], batch_stages=False)
+    batched = run_stages(
+        tiny_model, diffusion, start.clone(), stages, sample_fn, seed=3, video_keys=[10, 11], batch_stages=True
+    )
+    single = run_stages(
+        tiny_model, diffusion, start.clone(), stages, sample_fn, seed=3, video_keys=[10, 11], batch_stages=False
+    )
+    alone = run_stages(
+        tiny_model, diffusion, start[1:].clone(), stages, sample_fn, seed=3, video_keys=[11], batch_stages=False
+    )
     assert len(stage_waves(stages)) < len(stages)
     torch.testing.assert_close(batched, single, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(batched[1], alone[0], atol=1e-4, rtol=1e-4)
@@ -107,8 +121,19 @@ def test_long_video_streams_to_disk_in_chunks(tiny_model, ddim2, tmp_path):
         writer.write(to_uint8(frames[0]))
 
     make = lambda length, known: stages_of("autoreg", length, known, 6, 3)  # noqa: E731
-    generate_long(tiny_model, diffusion, observed, total, make, sample_fn, emit,
-                  chunk_length=chunk, context=context, seed=0, video_keys=[0])
+    generate_long(
+        tiny_model,
+        diffusion,
+        observed,
+        total,
+        make,
+        sample_fn,
+        emit,
+        chunk_length=chunk,
+        context=context,
+        seed=0,
+        video_keys=[0],
+    )
     writer.close()
     video = np.load(tmp_path / "long.npy")
     assert video.shape == (total, 1, 16, 16) and video.dtype == np.uint8

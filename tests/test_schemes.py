@@ -3,6 +3,7 @@ schedule files, YAML files, the picture and the `flexvid schemes` command."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -15,12 +16,12 @@ from flexvid.schemes import (
     SamplingScheme,
     get_scheme,
     register_scheme,
+    registry,
     render_scheme_png,
     scheme_names,
     scheme_stages,
     validate_stages,
 )
-from flexvid.schemes import registry
 from flexvid.schemes.visualise import COLOURS
 
 PAPER_SCHEMES = ["autoreg", "long-range", "only-obs", "hierarchy-2", "hierarchy-3", "hierarchy-4", "hierarchy-5"]
@@ -44,6 +45,7 @@ def check_valid(stages, T: int, n_obs: int, K: int) -> None:
 
 
 # ---- the reference's stage lists ----
+
 
 def golden_cases(reference_dir):
     return json.loads((reference_dir / "scheme_goldens.json").read_text())
@@ -100,7 +102,7 @@ def test_unconditional_first_stage():
 
 def test_autoreg_conditions_on_latest_frames():
     stages = stages_of("autoreg", 30, 5, 8, 3)
-    for previous, stage in zip(stages, stages[1:]):
+    for previous, stage in itertools.pairwise(stages):
         assert max(stage.obs) + 1 == min(stage.latent)
         assert set(previous.latent) <= set(stage.obs)
 
@@ -117,6 +119,7 @@ def test_all_frames_observed_gives_no_stages():
 
 
 # ---- errors the user can hit ----
+
 
 def test_unknown_scheme_lists_known_ones():
     with pytest.raises(SchemeError, match=r"Unknown sampling scheme 'spiral'.*autoreg.*hierarchy-2"):
@@ -186,6 +189,7 @@ def test_validate_reports_first_violation(stages, match):
 
 # ---- optimized: observed frames from a schedule file ----
 
+
 def test_optimized_reads_torch_and_json_schedules(tmp_path):
     base = stages_of("hierarchy-2", 40, 5, 8, 4)
     schedule = {number: list(stage.obs[1:]) for number, stage in enumerate(base)}  # drop one frame per stage
@@ -242,6 +246,7 @@ def test_bad_schedule_files(tmp_path, content, match):
 
 # ---- user schemes in Python ----
 
+
 @pytest.fixture
 def scratch_registry(monkeypatch):
     """Registrations made by a test are undone afterwards."""
@@ -282,11 +287,13 @@ def test_user_subclass_breaking_rules_is_caught(scratch_registry):
 
 # ---- YAML schemes ----
 
+
 def test_yaml_explicit_stages(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text(
         "video_length: 6\nnum_observed_frames: 2\nmax_frames: 4\n"
-        "stages:\n  - {obs: [0, 1], latent: [2, 5]}\n  - {obs: [1, 2, 5], latent: [3]}\n  - {obs: [3, 5], latent: [4]}\n"
+        "stages:\n  - {obs: [0, 1], latent: [2, 5]}\n  - {obs: [1, 2, 5], latent: [3]}\n"
+        "  - {obs: [3, 5], latent: [4]}\n"
     )
     stages = scheme_stages(path)
     assert [(s.obs, s.latent) for s in stages] == [((0, 1), (2, 5)), ((1, 2, 5), (3,)), ((3, 5), (4,))]
@@ -318,18 +325,44 @@ def test_example_scheme_files_are_valid(request):
         ("- 1\n- 2\n", "must hold a mapping"),
         ("video_length: 4\nstages: [{obs: [], latent: [0]}]\nscheme: autoreg\n", "exactly one of 'stages'"),
         ("video_length: 4\n", "exactly one of 'stages'"),
-        ("video_length: 4\nnum_observed_frames: 0\nmax_frames: 4\nstage: []\nstages: []\n", r"unknown keys \['stage'\]"),
+        (
+            "video_length: 4\nnum_observed_frames: 0\nmax_frames: 4\nstage: []\nstages: []\n",
+            r"unknown keys \['stage'\]",
+        ),
         ("video_length: 4\nnum_observed_frames: 0\nmax_frames: 4\nstages: {obs: [], latent: [0]}\n", "must be a list"),
-        ("video_length: 4\nnum_observed_frames: 0\nmax_frames: 4\nstages: [{obs: []}]\n", "exactly the keys 'obs' and 'latent'"),
-        ("video_length: 4\nnum_observed_frames: 0\nmax_frames: 4\nstages: [{obs: [], latent: [a]}]\n", "integer frame indices"),
-        ("video_length: 4\nnum_observed_frames: 0\nmax_frames: 4\nstages: [{obs: [1], latent: [0]}]\n", "before they exist"),
-        ("video_length: 4\nnum_observed_frames: 0\nmax_frames: 4\nstages: [{obs: [], latent: [0, 1]}]\n", "never generated"),
+        (
+            "video_length: 4\nnum_observed_frames: 0\nmax_frames: 4\nstages: [{obs: []}]\n",
+            "exactly the keys 'obs' and 'latent'",
+        ),
+        (
+            "video_length: 4\nnum_observed_frames: 0\nmax_frames: 4\nstages: [{obs: [], latent: [a]}]\n",
+            "integer frame indices",
+        ),
+        (
+            "video_length: 4\nnum_observed_frames: 0\nmax_frames: 4\nstages: [{obs: [1], latent: [0]}]\n",
+            "before they exist",
+        ),
+        (
+            "video_length: 4\nnum_observed_frames: 0\nmax_frames: 4\nstages: [{obs: [], latent: [0, 1]}]\n",
+            "never generated",
+        ),
         ("stages: [{obs: [], latent: [0]}\n", "not valid YAML at line"),
-        ("scheme: spiral\nvideo_length: 9\nnum_observed_frames: 1\nmax_frames: 4\nstep_size: 2\n", "Unknown sampling scheme"),
-        ("scheme: autoreg\nvideo_length: 9\nnum_observed_frames: 1\nmax_frames: 4\nstep_size: 2\nlevels: 3\n", "cannot take"),
-        ("scheme: autoreg\nvideo_length: ten\nnum_observed_frames: 1\nmax_frames: 4\nstep_size: 2\n", "must be an integer"),
-        ("scheme: autoreg\nvideo_length: '24'\nnum_observed_frames: 1\nmax_frames: 4\nstep_size: 2\n",
-         r"sets video_length to '24'; it must be an integer, written without quotes"),
+        (
+            "scheme: spiral\nvideo_length: 9\nnum_observed_frames: 1\nmax_frames: 4\nstep_size: 2\n",
+            "Unknown sampling scheme",
+        ),
+        (
+            "scheme: autoreg\nvideo_length: 9\nnum_observed_frames: 1\nmax_frames: 4\nstep_size: 2\nlevels: 3\n",
+            "cannot take",
+        ),
+        (
+            "scheme: autoreg\nvideo_length: ten\nnum_observed_frames: 1\nmax_frames: 4\nstep_size: 2\n",
+            "must be an integer",
+        ),
+        (
+            "scheme: autoreg\nvideo_length: '24'\nnum_observed_frames: 1\nmax_frames: 4\nstep_size: 2\n",
+            r"sets video_length to '24'; it must be an integer, written without quotes",
+        ),
     ],
 )
 def test_bad_yaml_files(tmp_path, text, match):
@@ -346,6 +379,7 @@ def test_missing_yaml_file(tmp_path):
 
 # ---- picture ----
 
+
 def test_png_colours_follow_stages(tmp_path):
     stages = stages_of("hierarchy-2", 12, 2, 6, 3)
     path = render_scheme_png(stages, 12, tmp_path / "pic.png")
@@ -356,8 +390,15 @@ def test_png_colours_follow_stages(tmp_path):
     margin, cell_w, cell_h = 8, 16, 16
     for row, stage in enumerate(stages):
         for frame in range(12):
-            kind = ("observed" if frame in stage.obs else "latent" if frame in stage.latent
-                    else "done" if frame in done else "untouched")
+            kind = (
+                "observed"
+                if frame in stage.obs
+                else "latent"
+                if frame in stage.latent
+                else "done"
+                if frame in done
+                else "untouched"
+            )
             pixel = image.getpixel((margin + frame * cell_w + cell_w // 2, margin + row * cell_h + cell_h // 2))
             assert pixel == COLOURS[kind], (row, frame, kind)
             found.add(kind)
@@ -386,6 +427,7 @@ def test_png_of_a_very_long_video_is_capped_and_shares_cells(tmp_path):
 
 # ---- `flexvid schemes` ----
 
+
 def test_cli_lists_schemes(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["schemes"])
@@ -408,8 +450,23 @@ def test_cli_show_json_writes_no_file(tmp_path, monkeypatch, capsys):
 def test_cli_show_text_and_errors(tmp_path, capsys):
     out = tmp_path / "a.png"
     with pytest.raises(SystemExit):
-        main(["schemes", "show", "autoreg", "--T", "12", "--n_obs", "2", "--max_frames", "6",
-              "--max_latent_frames", "3", "--out", str(out)])
+        main(
+            [
+                "schemes",
+                "show",
+                "autoreg",
+                "--T",
+                "12",
+                "--n_obs",
+                "2",
+                "--max_frames",
+                "6",
+                "--max_latent_frames",
+                "3",
+                "--out",
+                str(out),
+            ]
+        )
     text = capsys.readouterr().out
     assert "stage   0: observe [0, 1] -> generate [2, 3, 4]" in text and out.is_file()
     for argv, match in [

@@ -25,15 +25,24 @@ NUM_DRAWS = 20_000
 
 def row(example: FrameBatch) -> dict[str, torch.Tensor]:
     """A one-row FrameBatch as the fields of its row: frames (K, C, H, W), frame_indices (K,), masks (K, 1, 1, 1)."""
-    return {"frames": example.x0[0], "frame_indices": example.frame_indices[0],
-            "obs_mask": example.obs_mask[0], "latent_mask": example.latent_mask[0]}
+    return {
+        "frames": example.x0[0],
+        "frame_indices": example.frame_indices[0],
+        "obs_mask": example.obs_mask[0],
+        "latent_mask": example.latent_mask[0],
+    }
 
 
 def flat(batch: dict) -> dict[str, torch.Tensor]:
     """A loader batch as plain tensors: the FrameBatch's fields and the example numbers."""
     frames = batch["frames"]
-    return {"x0": frames.x0, "frame_indices": frames.frame_indices, "obs_mask": frames.obs_mask,
-            "latent_mask": frames.latent_mask, "example_id": batch["example_id"]}
+    return {
+        "x0": frames.x0,
+        "frame_indices": frames.frame_indices,
+        "obs_mask": frames.obs_mask,
+        "latent_mask": frames.latent_mask,
+        "example_id": batch["example_id"],
+    }
 
 
 def task_statistics(T: int, K: int, draws: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -178,7 +187,9 @@ def test_loader_batches(train_set):
 def test_loader_shards_and_resumes_exactly(train_set):
     kwargs = dict(max_frames=8, seed=5)
     single = batches(make_train_loader(train_set, global_batch_size=4, **kwargs), 3)
-    ranks = [batches(make_train_loader(train_set, global_batch_size=4, rank=r, world_size=2, **kwargs), 3) for r in (0, 1)]
+    ranks = [
+        batches(make_train_loader(train_set, global_batch_size=4, rank=r, world_size=2, **kwargs), 3) for r in (0, 1)
+    ]
     for step in range(3):
         for key in single[step]:
             assert torch.equal(single[step][key], torch.cat([ranks[0][step][key], ranks[1][step][key]]))
@@ -193,7 +204,7 @@ def test_loader_workers_give_the_same_stream(train_set):
     kwargs = dict(global_batch_size=2, max_frames=8, seed=1)
     in_process = batches(make_train_loader(train_set, **kwargs), 2)
     with_worker = batches(make_train_loader(train_set, num_workers=1, **kwargs), 2)
-    for a, b in zip(in_process, with_worker):
+    for a, b in zip(in_process, with_worker, strict=True):
         assert all(torch.equal(a[key], b[key]) for key in a)
 
 
@@ -302,7 +313,9 @@ def global_draws() -> tuple[float, float, float]:
 def test_examples_are_seeded_per_example_and_leave_the_global_rngs_alone(tmp_path):
     (tmp_path / "train").mkdir()
     for n in range(2):  # 40-frame videos, 16-frame random training windows
-        np.save(tmp_path / "train" / f"{n}.npy", np.random.default_rng(n).integers(0, 256, (40, 8, 8, 3), dtype=np.uint8))
+        np.save(
+            tmp_path / "train" / f"{n}.npy", np.random.default_rng(n).integers(0, 256, (40, 8, 8, 3), dtype=np.uint8)
+        )
     examples = TrainingExamples(build_dataset("mazes", "train", T=16, image_size=8, data_dir=tmp_path), 6, seed=1)
     seed_global_rngs(0)
     expected_next = global_draws()
@@ -311,7 +324,7 @@ def test_examples_are_seeded_per_example_and_leave_the_global_rngs_alone(tmp_pat
     assert global_draws() == expected_next  # loading drew nothing from the global RNGs
     seed_global_rngs(5)  # nor does it depend on them
     again = [row(examples[g]["frames"]) for g in range(4)]
-    assert all(torch.equal(a[key], b[key]) for a, b in zip(first, again) for key in a)
+    assert all(torch.equal(a[key], b[key]) for a, b in zip(first, again, strict=True) for key in a)
 
 
 def test_observed_share_sets_the_share_of_conditional_tasks() -> None:

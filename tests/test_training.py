@@ -35,9 +35,11 @@ from flexvid.training.distributed import DistInfo
 from flexvid.training.ema import EMA
 from flexvid.training.logging import Progress
 from flexvid.training.trainer import Trainer, TrainingDivergedError
+
 from helpers import tiny_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
+
 
 def run_training(run_dir: Path, overrides: dict, resume: bool = False) -> Trainer:
     config = resolve_run_config(overrides)
@@ -215,7 +217,7 @@ def test_init_from_starts_from_the_given_weights_with_a_fresh_optimiser(tmp_path
 def test_microbatches_give_the_same_update(tmp_path):
     one = run_training(tmp_path / "one", tiny_run_config(max_steps=1, batch_size=4))
     four = run_training(tmp_path / "four", tiny_run_config(max_steps=1, batch_size=4, microbatch=1))
-    for p, q in zip(one.model.parameters(), four.model.parameters()):
+    for p, q in zip(one.model.parameters(), four.model.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
 
 
@@ -244,11 +246,26 @@ def test_metrics_logs_and_sample_videos(tmp_path):
     )
     run_training(tmp_path, overrides)
     metrics, diagnostics = read_metrics(tmp_path)
-    for key in ("loss", "mse", "grad_norm", "lr", "steps_per_sec", "videos_per_sec", "frames_per_sec", "data_wait_frac"):
+    for key in (
+        "loss",
+        "mse",
+        "grad_norm",
+        "lr",
+        "steps_per_sec",
+        "videos_per_sec",
+        "frames_per_sec",
+        "data_wait_frac",
+    ):
         assert np.isfinite(metrics[key]), key
     # At each sample interval: the conditioning gain (EMA and online weights) and sample statistics.
     assert diagnostics["step"] == 2
-    for key in ("cond_gain_t500", "online_cond_gain_t500", "sample_brightness", "truth_brightness", "sample_psnr_first"):
+    for key in (
+        "cond_gain_t500",
+        "online_cond_gain_t500",
+        "sample_brightness",
+        "truth_brightness",
+        "sample_psnr_first",
+    ):
         assert np.isfinite(diagnostics[key]) and diagnostics[key] > 0, key
     assert any(key.startswith("loss_q") for key in metrics)
     assert metrics["lr"] == pytest.approx(1e-4 * (1 - 1 / 4))  # linear annealing, lr of step index 1
@@ -330,7 +347,9 @@ def test_resume_errors(tmp_path):
     preset = write_tiny_yaml(tmp_path / "tiny.yaml", max_steps=1, save_interval=1)
     run_dir = tmp_path / "run"
     assert train_cli.run(parse_cli(["--config", str(preset), "--run_dir", str(run_dir)])) == 0
-    with pytest.raises(ConfigError, match=r"model\.num_channels \(saved 32, given 64\); train\.lr \(saved 0\.0001, given 0\.5\)"):
+    with pytest.raises(
+        ConfigError, match=r"model\.num_channels \(saved 32, given 64\); train\.lr \(saved 0\.0001, given 0\.5\)"
+    ):
         train_cli.run(parse_cli(["--resume", str(run_dir), "--lr", "0.5", "--num_channels", "64"]))
     with pytest.raises(ConfigError, match="already holds checkpoints"):
         train_cli.run(parse_cli(["--config", str(preset), "--run_dir", str(run_dir)]))
@@ -342,8 +361,18 @@ def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path):
     run_dir = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "flexvid", "train", "--config", str(preset), "--run_dir", str(run_dir),
-         "--num_workers", "1"],
+        [
+            sys.executable,
+            "-m",
+            "flexvid",
+            "train",
+            "--config",
+            str(preset),
+            "--run_dir",
+            str(run_dir),
+            "--num_workers",
+            "1",
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -358,7 +387,7 @@ def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path):
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 128 + signal.SIGTERM, output
     assert "stopped by SIGTERM" in output
-    (step, path), = list_checkpoints(run_dir)
+    ((step, path),) = list_checkpoints(run_dir)
     assert 1 <= step < 100000
     latest_valid_checkpoint(run_dir)
 

@@ -36,7 +36,7 @@ def test_loss_aware_sampler_state_round_trips_through_a_weights_only_file():
     restored.load_state_dict(torch.load(buffer, weights_only=True))
     assert restored.warmed_up() and (restored.weights() == sampler.weights()).all()
     draws = [s.sample(32, "cpu", generator=torch.Generator().manual_seed(1)) for s in (sampler, restored)]
-    assert all(torch.equal(a, b) for a, b in zip(*draws))
+    assert all(torch.equal(a, b) for a, b in zip(*draws, strict=True))
     sampler.state_dict()["loss_history"][:] = 0  # a copy: the sampler's own history is untouched
     assert sampler.warmed_up() and sampler.loss_history.any()
 

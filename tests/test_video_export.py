@@ -1,4 +1,5 @@
-"""`flexvid video`: outlines in the observed/generated colours, a frame counter, and the ground truth beside each sample."""
+"""`flexvid video`: outlines in the observed/generated colours, a frame counter, and the ground truth
+beside each sample."""
 
 from __future__ import annotations
 
@@ -48,7 +49,9 @@ def test_ground_truth_stands_left_of_the_sample_with_a_counter_below():
 def test_without_ground_truth_only_the_sample_is_shown():
     frames = sample_frames(video(0, channels=3), N_OBS)
     assert frames.shape[2] == SIZE + 2 * BORDER
-    np.testing.assert_array_equal(frames[:, BORDER : BORDER + SIZE, BORDER : BORDER + SIZE], np.moveaxis(video(0, 3), 1, -1))
+    np.testing.assert_array_equal(
+        frames[:, BORDER : BORDER + SIZE, BORDER : BORDER + SIZE], np.moveaxis(video(0, 3), 1, -1)
+    )
 
 
 def test_export_with_truth_writes_side_by_side_videos(tmp_path):

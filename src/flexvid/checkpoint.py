@@ -6,6 +6,7 @@ directories (flexvid.training.checkpointing); neither imports this module.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,6 @@ from flexvid.weights import (
     CONFIG_FILENAME,
     MODEL_FILENAME,
     Weights,
-    build_model,
     check_state_dict,
     config_from_reference,
     load_weights,
@@ -38,9 +38,15 @@ class Pretrained:
     step: int | None = None  # the training step of the weights, when recorded
 
 
-def load_pretrained(
-    path: str | Path, *, use_ema: bool = True, device: str | torch.device = "cpu"
-) -> Pretrained:
+def build_model(config: RunConfig, source: str = "config") -> UNetVideo:
+    """The network `config` describes."""
+    try:
+        return UNetVideo(config.network)
+    except ConfigError as err:
+        raise CheckpointError(f"The model config in {source} is unusable: {err}") from None
+
+
+def load_pretrained(path: str | os.PathLike, *, use_ema: bool = True, device: str | torch.device = "cpu") -> Pretrained:
     """The network (eval mode, on `device`) and diffusion of a checkpoint, ready to sample.
 
     `path` is a flexvid checkpoint directory (its highest-rate EMA weights when `use_ema` and

@@ -112,8 +112,9 @@ class TrainConfig:
     """Optimisation, logging and checkpointing settings of a training run."""
 
     batch_size: int = setting(
-        8, "GLOBAL batch size: videos per optimiser step summed over all processes; each of N torchrun "
-        "processes trains on batch_size / N"
+        8,
+        "GLOBAL batch size: videos per optimiser step summed over all processes; each of N torchrun "
+        "processes trains on batch_size / N",
     )
     microbatch: int = setting(0, "videos per forward/backward pass in each process; 0: all at once", resumable=True)
     lr: float = setting(1e-4, "AdamW learning rate")
@@ -123,15 +124,19 @@ class TrainConfig:
     grad_clip: float = setting(0.0, "clip the global gradient norm to this value; 0: no clipping")
     precision: str = setting("fp32", "autocast precision (fp16 adds a gradient scaler)", choices=PRECISIONS)
     schedule_sampler: str = setting("uniform", "how training draws diffusion steps", choices=SCHEDULE_SAMPLERS)
-    task_distribution: str = setting("fdm", "which frames training tasks observe and generate", choices=TASK_DISTRIBUTIONS)
+    task_distribution: str = setting(
+        "fdm", "which frames training tasks observe and generate", choices=TASK_DISTRIBUTIONS
+    )
     pad_with_random_frames: bool = setting(True, "fill examples shorter than K with frames of another video")
     observed_share: float | None = setting(
-        None, "share of training tasks that have observed frames, 0..1 (default: as the task distribution "
-        "draws them, about 0.29 for fdm)"
+        None,
+        "share of training tasks that have observed frames, 0..1 (default: as the task distribution "
+        "draws them, about 0.29 for fdm)",
     )
     init_from: str | None = setting(
-        None, "start from these weights (a checkpoint directory such as pretrained/moving_mnist, a .safetensors "
-        "file or an authors' .pt) with a fresh optimiser: fine-tuning; the model settings must match"
+        None,
+        "start from these weights (a checkpoint directory such as pretrained/moving_mnist, a .safetensors "
+        "file or an authors' .pt) with a fresh optimiser: fine-tuning; the model settings must match",
     )
     seed: int = setting(0, "random seed")
     max_steps: int = setting(10000, "train until this many optimiser steps", resumable=True)

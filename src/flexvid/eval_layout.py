@@ -1,11 +1,11 @@
 """Where an evaluation directory keeps its files; `flexvid sample` writes it, every evaluation command reads it.
 
-    EVAL_DIR/settings.json                   how the samples were made (flexvid.sampling.job)
-    EVAL_DIR/samples/sample_NNNN-K.npy       sample K of test video NNNN, uint8 (T, C, H, W)
-    EVAL_DIR/samples/.sample_NNNN-K.npy.*.tmp  a video still being written (or left by a killed job)
-    EVAL_DIR/metrics-<N>-<k>.json            `flexvid metrics`: the first N videos, best of k samples
-    EVAL_DIR/fvd-<N>-<i>.txt and .json       `flexvid fvd`: the first N videos, sample i
-    EVAL_DIR/*.json                          any other metric file (e.g. carla_metrics.json)
+EVAL_DIR/settings.json                   how the samples were made (flexvid.sampling.job)
+EVAL_DIR/samples/sample_NNNN-K.npy       sample K of test video NNNN, uint8 (T, C, H, W)
+EVAL_DIR/samples/.sample_NNNN-K.npy.*.tmp  a video still being written (or left by a killed job)
+EVAL_DIR/metrics-<N>-<k>.json            `flexvid metrics`: the first N videos, best of k samples
+EVAL_DIR/fvd-<N>-<i>.txt and .json       `flexvid fvd`: the first N videos, sample i
+EVAL_DIR/*.json                          any other metric file (e.g. carla_metrics.json)
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def samples_dir(eval_dir: str | Path) -> Path:
 
 
 def sample_id(video: int, sample: int) -> str:
-    """"NNNN-K", naming sample `sample` of test video `video` (also in files derived from it, e.g. coords)."""
+    """The id "NNNN-K" of sample `sample` of test video `video` (also in files derived from it, e.g. coords)."""
     return f"{video:04d}-{sample}"
 
 

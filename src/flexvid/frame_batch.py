@@ -7,8 +7,8 @@ diffusion and the samplers take one. Slots that are neither observed nor latent 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -65,9 +65,7 @@ class FrameBatch:
         return cls.from_slots(x0, frame_indices, observed, ~observed)
 
     @classmethod
-    def from_indices(
-        cls, videos: Tensor, obs_indices: Sequence[int], latent_indices: Sequence[int]
-    ) -> FrameBatch:
+    def from_indices(cls, videos: Tensor, obs_indices: Sequence[int], latent_indices: Sequence[int]) -> FrameBatch:
         """One row per video of `videos` (B, T, C, H, W): its frames `obs_indices` (observed), then `latent_indices`."""
         indices = list(obs_indices) + list(latent_indices)
         frame_indices = torch.tensor(indices, dtype=torch.int64, device=videos.device).repeat(videos.shape[0], 1)

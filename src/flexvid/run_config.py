@@ -9,8 +9,9 @@ layout also kept those facts in the `model` section; `RunConfig.from_dict` still
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from flexvid.config import (
     ArchitectureConfig,
@@ -56,8 +57,11 @@ class RunConfig:
             raise ConfigError("The config has no image_size or channels yet; resolve it with resolve_run_config first.")
         architecture = {f.name: getattr(self.model, f.name) for f in dataclasses.fields(self.model)}
         return ModelConfig(
-            **architecture, image_size=data.image_size, in_channels=data.channels,
-            learn_sigma=self.diffusion.learn_sigma, max_frames=data.max_frames,
+            **architecture,
+            image_size=data.image_size,
+            in_channels=data.channels,
+            learn_sigma=self.diffusion.learn_sigma,
+            max_frames=data.max_frames,
         )
 
     @property

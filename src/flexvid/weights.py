@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -21,7 +22,6 @@ from safetensors.torch import save_file
 from flexvid.config import ArchitectureConfig, DataConfig, DiffusionConfig, ModelConfig
 from flexvid.errors import CheckpointError, ConfigError
 from flexvid.files import atomic_write, atomic_write_json
-from flexvid.nn import UNetVideo
 from flexvid.run_config import RunConfig
 
 MODEL_FILENAME = "model.safetensors"
@@ -91,7 +91,9 @@ def _sort_metadata(file: Path) -> None:
         header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
         encoded = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
         if len(encoded) > length:  # the same entries in another order cannot grow
-            raise RuntimeError(f"re-encoding the safetensors header of {file} grew it from {length} to {len(encoded)} bytes")
+            raise RuntimeError(
+                f"re-encoding the safetensors header of {file} grew it from {length} to {len(encoded)} bytes"
+            )
         handle.seek(8)
         handle.write(encoded.ljust(length, b" "))
 
@@ -159,7 +161,7 @@ def _read_safetensors(file: Path, device: str | torch.device) -> tuple[dict[str,
 
 def _weights_file(path: Path, use_ema: bool) -> Path:
     """The `.safetensors` file to read from a weights directory: the highest-rate EMA or the model."""
-    emas = sorted(path.glob(ema_filename("*")), key=lambda p: _ema_rate(p.stem))
+    emas = sorted(path.glob(f"{EMA_PREFIX}*.safetensors"), key=lambda p: _ema_rate(p.stem))
     if use_ema and emas:
         return emas[-1]
     if (path / MODEL_FILENAME).is_file():
@@ -225,14 +227,19 @@ def config_from_reference(flat: Mapping[str, Any]) -> RunConfig:
     architecture = {name: given[name] for name in vars(ArchitectureConfig())}
     architecture.update(channel_mult=None, attention_resolutions=resolutions)  # channel_mult: by image size
     dataset = str(flat.get("dataset", DataConfig.dataset))
-    return RunConfig.from_dict({
-        "model": architecture,
-        "diffusion": {name: given[name] for name in vars(DiffusionConfig())},
-        "data": {
-            "dataset": REFERENCE_DATASETS.get(dataset, dataset), "T": flat.get("T"),
-            "image_size": given["image_size"], "channels": 3, "max_frames": given["max_frames"],
-        },
-    })
+    return RunConfig.from_dict(
+        {
+            "model": architecture,
+            "diffusion": {name: given[name] for name in vars(DiffusionConfig())},
+            "data": {
+                "dataset": REFERENCE_DATASETS.get(dataset, dataset),
+                "T": flat.get("T"),
+                "image_size": given["image_size"],
+                "channels": 3,
+                "max_frames": given["max_frames"],
+            },
+        }
+    )
 
 
 def _load_reference_pt(file: Path, device: str | torch.device) -> Weights:
@@ -277,24 +284,13 @@ def check_state_dict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tens
         listed = "; ".join(problems[:_MAX_LISTED_MISMATCHES])
         more = len(problems) - _MAX_LISTED_MISMATCHES
         tail = f" (and {more} more)" if more > 0 else ""
-        raise CheckpointError(
-            f"The weights in {source} do not match the network its config describes: {listed}{tail}."
-        )
-
-
-def build_model(config: RunConfig, source: str = "config") -> UNetVideo:
-    """The network `config` describes."""
-    try:
-        return UNetVideo(config.network)
-    except ConfigError as err:
-        raise CheckpointError(f"The model config in {source} is unusable: {err}") from None
+        raise CheckpointError(f"The weights in {source} do not match the network its config describes: {listed}{tail}.")
 
 
 __all__ = [
     "CONFIG_FILENAME",
     "MODEL_FILENAME",
     "Weights",
-    "build_model",
     "check_state_dict",
     "config_from_reference",
     "ema_filename",

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -19,15 +20,27 @@ from flexvid.files import atomic_write, atomic_write_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", help="an evaluation directory (samples/*.npy) or a CARLA dataset directory (video_<i>.pt)")
-    parser.add_argument("--classifier", default=None,
-                        help="classifier_checkpoint.pth (default: $FLEXVID_WEIGHTS_DIR/carla/, else ~/.cache/flexvid/carla/)")
-    parser.add_argument("--regressor", default=None, help="regressor_checkpoint.pth (default: next to the classifier's default)")
+    parser.add_argument(
+        "path", help="an evaluation directory (samples/*.npy) or a CARLA dataset directory (video_<i>.pt)"
+    )
+    parser.add_argument(
+        "--classifier",
+        default=None,
+        help="classifier_checkpoint.pth (default: $FLEXVID_WEIGHTS_DIR/carla/, else ~/.cache/flexvid/carla/)",
+    )
+    parser.add_argument(
+        "--regressor", default=None, help="regressor_checkpoint.pth (default: next to the classifier's default)"
+    )
     parser.add_argument("--batch_size", type=int, default=8, help="frames per network call")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
-    parser.add_argument("--split", choices=SPLITS, default="all", help="dataset videos to map (dataset directories only)")
-    parser.add_argument("--out", default=None,
-                        help=f"output folder (default: EVAL_DIR/{COORDS_SUBDIR} or DATASET_DIR/{PREDICTED_DATASET_COORDS_SUBDIR})")
+    parser.add_argument(
+        "--split", choices=SPLITS, default="all", help="dataset videos to map (dataset directories only)"
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help=f"output folder (default: EVAL_DIR/{COORDS_SUBDIR} or DATASET_DIR/{PREDICTED_DATASET_COORDS_SUBDIR})",
+    )
     parser.add_argument("--overwrite", action=Switch, default=False, help="recompute coordinates that already exist")
 
 
@@ -35,7 +48,10 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.path)
     is_eval_dir = samples_dir(path).is_dir()
     if not is_eval_dir and not any(path.glob("video_*.pt")):
-        raise DatasetError(f"{path} has neither a samples/ folder nor video_<i>.pt files; give an evaluation or CARLA dataset directory.")
+        raise DatasetError(
+            f"{path} has neither a samples/ folder nor video_<i>.pt files; give an evaluation or CARLA dataset "
+            "directory."
+        )
     model = load_position_model(args.classifier, args.regressor, args.device)
     if is_eval_dir:
         out = Path(args.out) if args.out else path / COORDS_SUBDIR
@@ -50,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
 def write_sample_coords(
     model: CarlaPositionModel, eval_dir: Path, out_dir: Path, batch_size: int = 8, overwrite: bool = False
 ) -> int:
-    """EVAL_DIR/samples/sample_NNNN-K.npy (uint8 T x 3 x H x W) -> out_dir/coords_NNNN-K.npy (T x 2); returns files written."""
+    """EVAL_DIR/samples/sample_NNNN-K.npy (uint8 T x 3 x H x W) -> out_dir/coords_NNNN-K.npy (T x 2);
+    returns the number of files written."""
     files = sample_files(eval_dir)
     if not files:
         raise DatasetError(f"No .npy samples in {samples_dir(eval_dir)}; run the sampler first.")
@@ -68,7 +85,12 @@ def write_sample_coords(
 
 
 def write_dataset_coords(
-    model: CarlaPositionModel, data_dir: Path, out_dir: Path, split: str = "all", batch_size: int = 8, overwrite: bool = False
+    model: CarlaPositionModel,
+    data_dir: Path,
+    out_dir: Path,
+    split: str = "all",
+    batch_size: int = 8,
+    overwrite: bool = False,
 ) -> int:
     """video_<i>.pt of a CARLA split -> out_dir/coords_<i>.npy predicted positions; returns files written."""
     names = [(video, coords.name) for video, coords in carla_split_files(data_dir, split)]
@@ -90,7 +112,7 @@ def _write_all(
         if target.exists() and not overwrite:
             continue
         coords = model.predict_video(load(source), batch_size)
-        atomic_write(target, lambda temp: np.save(temp, coords))
+        atomic_write(target, functools.partial(np.save, arr=coords))
         written += 1
     if written:
         atomic_write_json(out_dir / PROVENANCE_FILE, model.provenance)

@@ -9,12 +9,17 @@ from flexvid.eval.carla_metrics import FPS, FRAME_GAP, METRICS_FILE, OUTLIER_SPE
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("eval_dir", help="evaluation directory whose coords/ were written by `flexvid carla-coords`")
-    parser.add_argument("--dataset_coords", default=None,
-                        help="folder of the dataset's coords_<i>.npy (default: DATA_DIR/predicted_coords if computed, "
-                             "else the coords shipped in DATA_DIR, with DATA_DIR from settings.json)")
+    parser.add_argument(
+        "--dataset_coords",
+        default=None,
+        help="folder of the dataset's coords_<i>.npy (default: DATA_DIR/predicted_coords if computed, "
+        "else the coords shipped in DATA_DIR, with DATA_DIR from settings.json)",
+    )
     parser.add_argument("--frame_gap", type=int, default=FRAME_GAP, help="frames between the two positions of a speed")
     parser.add_argument("--fps", type=float, default=FPS, help="frames per second of the videos, for speeds in m/s")
-    parser.add_argument("--outlier_speed", type=float, default=OUTLIER_SPEED, help="m/s above which a speed is an outlier")
+    parser.add_argument(
+        "--outlier_speed", type=float, default=OUTLIER_SPEED, help="m/s above which a speed is an outlier"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,9 +1,9 @@
 """`flexvid data`: download and prepare the paper's datasets, and inspect any dataset.
 
-  flexvid data carla --download DIR      fetch CARLA Town01 (no traffic), unpack, write splits
-  flexvid data carla --split DIR         only (re)write video_train.csv / video_test.csv
-  flexvid data mazes|minerl --download DIR   fetch CWVAE's zip and convert its mp4s to .npy
-  flexvid data info NAME|DIR             the loader chosen and why, counts, shapes, lengths (--sheet: a contact sheet)
+flexvid data carla --download DIR      fetch CARLA Town01 (no traffic), unpack, write splits
+flexvid data carla --split DIR         only (re)write video_train.csv / video_test.csv
+flexvid data mazes|minerl --download DIR   fetch CWVAE's zip and convert its mp4s to .npy
+flexvid data info NAME|DIR             the loader chosen and why, counts, shapes, lengths (--sheet: a contact sheet)
 """
 
 from __future__ import annotations
@@ -50,8 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     info = actions.add_parser("info", help="print counts, shapes and lengths of a dataset (and draw a contact sheet)")
     info.add_argument("target", help="a dataset name (with --data_dir) or a data directory")
-    info.add_argument("--dataset", default=None,
-                      help="the loader for a data directory (default: chosen from its layout, and the reason printed)")
+    info.add_argument(
+        "--dataset",
+        default=None,
+        help="the loader for a data directory (default: chosen from its layout, and the reason printed)",
+    )
     info.add_argument("--data_dir", type=Path, default=None, help="the dataset's files, when TARGET is a name")
     info.add_argument("--split", choices=("train", "test"), default=None, help="one split (default: both)")
     info.add_argument("--T", type=int, default=None, help="clip length (default: dataset's, or shortest video)")
@@ -92,7 +95,9 @@ def show_info(args: argparse.Namespace) -> int:
     name, data_dir = _choose_dataset(args)
     if dataset_spec(name).needs_data_dir and data_dir is None:
         raise DatasetError(f"Dataset {name!r} needs --data_dir pointing at its files.")
-    sheet_source, last_error, shown = None, None, set()
+    sheet_source = None
+    last_error: FlexvidError | None = None
+    shown: set[str] = set()
     for split in [args.split] if args.split else ["train", "test"]:
         try:
             dataset = _build(name, split, data_dir, args, T=args.T or (1 if name in OWN_DATASETS else None))
@@ -105,6 +110,7 @@ def show_info(args: argparse.Namespace) -> int:
         _print_split(split, dataset, shown)
         sheet_source = sheet_source or (split, dataset)
     if sheet_source is None:
+        assert last_error is not None  # no split was readable
         raise last_error
     split, dataset = sheet_source
     if args.T is None and name in OWN_DATASETS:
@@ -129,7 +135,9 @@ def _choose_dataset(args: argparse.Namespace) -> tuple[str, Path | None]:
         print(f"dataset {args.target}" + (f" in {args.data_dir}" if args.data_dir else ""))
         return args.target, args.data_dir
     if args.data_dir is not None:
-        raise DatasetError(f"Unknown dataset {args.target!r}; give a dataset name with --data_dir, or a directory alone.")
+        raise DatasetError(
+            f"Unknown dataset {args.target!r}; give a dataset name with --data_dir, or a directory alone."
+        )
     directory = Path(args.target)
     if args.dataset is not None:
         dataset_spec(args.dataset)
@@ -162,7 +170,7 @@ def _build(name: str, split: str, data_dir: Path | None, args: argparse.Namespac
 
 def _print_split(split: str, dataset, shown: set[str]) -> None:
     """One line per split; each unreadable file is listed once (`shown`), though splits may share it."""
-    summary = dataset.summary() if hasattr(dataset, "summary") else {"videos": len(dataset)}
+    summary: dict[str, Any] = dataset.summary() if hasattr(dataset, "summary") else {"videos": len(dataset)}
     line = f"  {split}: {summary['videos']} videos"
     if "frame_shape" in summary:
         line += ", stored frames " + "x".join(str(s) for s in summary["frame_shape"])
@@ -186,5 +194,7 @@ def _add_download_options(parser: argparse.ArgumentParser, default_url: str) -> 
     parser.add_argument("--url", default=default_url, help="where to download from")
     parser.add_argument("--archive", type=Path, default=None, help="use this already downloaded archive instead")
     parser.add_argument("--sha256", default=None, help="expected SHA-256 of the archive")
-    parser.add_argument("--keep_archive", action=Switch, default=False, help="keep the downloaded archive after unpacking")
+    parser.add_argument(
+        "--keep_archive", action=Switch, default=False, help="keep the downloaded archive after unpacking"
+    )
     parser.add_argument("--progress", action=Switch, default=True, help="show progress bars")

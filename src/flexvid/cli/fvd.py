@@ -21,13 +21,21 @@ from flexvid.files import atomic_write_json, atomic_write_text
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("eval_dir", help="evaluation directory with settings.json and samples/")
     parser.add_argument(
-        "--i3d", default=None,
-        help="I3D weights: i3d-kinetics-400.ckpt (`flexvid weights install i3d`), i3d_pretrained_400.pt or i3d_torchscript.pt "
-        "(default: the first of these in $FLEXVID_WEIGHTS_DIR or ~/.cache/flexvid)",
+        "--i3d",
+        default=None,
+        help="I3D weights: i3d-kinetics-400.ckpt (`flexvid weights install i3d`), i3d_pretrained_400.pt or "
+        "i3d_torchscript.pt (default: the first of these in $FLEXVID_WEIGHTS_DIR or ~/.cache/flexvid)",
     )
-    parser.add_argument("--num_videos", type=int, default=None, help="N, the first N test videos (default: all with samples)")
+    parser.add_argument(
+        "--num_videos", type=int, default=None, help="N, the first N test videos (default: all with samples)"
+    )
     parser.add_argument("--sample_idx", type=int, default=0, help="which sample of each test video")
-    parser.add_argument("--batch_size", type=int, default=2, help="videos per I3D call, samples and test videos alike (memory only; no effect on the score)")
+    parser.add_argument(
+        "--batch_size",
+        type=int,
+        default=2,
+        help="videos per I3D call, samples and test videos alike (memory only; no effect on the score)",
+    )
     parser.add_argument("--gt_dir", default=None, help="folder of NNNN.npy uint8 test videos, instead of the dataset")
     parser.add_argument("--data_dir", default=None, help="dataset location, overriding settings.json")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -43,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     weights = protocol["i3d_weights"]
     print(  # before writing, so a failed write loses nothing
         f"FVD {result['fvd']:.3f} on {protocol['num_videos']} videos of {protocol['frames_per_video']} frames "
-        f"(sample {args.sample_idx}, observed frames included; I3D {weights['file']} sha256 {weights['sha256'][:12]}...)",
+        f"(sample {args.sample_idx}, observed frames included; I3D {weights['file']} sha256 "
+        f"{weights['sha256'][:12]}...)",
         flush=True,
     )
     text_path, json_path = fvd_paths(args.eval_dir, protocol["num_videos"], args.sample_idx)

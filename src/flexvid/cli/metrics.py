@@ -21,22 +21,30 @@ from flexvid.eval.eval_dir import (
     paired_videos,
     read_settings,
 )
-from flexvid.eval_layout import metrics_path, sample_path, samples_dir
 from flexvid.eval.frame_metrics import PSNR_MAX_DB, SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW, evaluate_videos
 from flexvid.eval.weights import ALEXNET, find_installed, where_to_get
+from flexvid.eval_layout import metrics_path, sample_path, samples_dir
 from flexvid.files import atomic_write_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("eval_dir", help="evaluation directory with settings.json and samples/")
-    parser.add_argument("--num_videos", type=int, default=None, help="the first N test videos (default: all with k samples)")
-    parser.add_argument("--num_samples", type=int, default=None, help="k samples per video, indices 0..k-1 (default: all of video 0's)")
+    parser.add_argument(
+        "--num_videos", type=int, default=None, help="the first N test videos (default: all with k samples)"
+    )
+    parser.add_argument(
+        "--num_samples", type=int, default=None, help="k samples per video, indices 0..k-1 (default: all of video 0's)"
+    )
     parser.add_argument("--alexnet", default=None, help=f"torchvision AlexNet weights ({ALEXNET.filename}) for LPIPS")
-    parser.add_argument("--lpips_heads", default=None, help="LPIPS v0.1 AlexNet heads (default: from the lpips package)")
+    parser.add_argument(
+        "--lpips_heads", default=None, help="LPIPS v0.1 AlexNet heads (default: from the lpips package)"
+    )
     parser.add_argument("--no_lpips", action="store_true", help="skip LPIPS")
     parser.add_argument("--gt_dir", default=None, help="folder of NNNN.npy uint8 test videos, instead of the dataset")
     parser.add_argument("--data_dir", default=None, help="dataset location, overriding settings.json")
-    parser.add_argument("--loss", default=None, metavar="CHECKPOINT", help="also compute the scheme's test diffusion loss")
+    parser.add_argument(
+        "--loss", default=None, metavar="CHECKPOINT", help="also compute the scheme's test diffusion loss"
+    )
     parser.add_argument("--loss_timesteps", type=int, default=10, help="timesteps sampled per stage for --loss")
     parser.add_argument("--seed", type=int, default=0, help="seed of the timesteps and noise for --loss")
     parser.add_argument("--out", default=None, help="output JSON (default: EVAL_DIR/metrics-<N>-<k>.json)")
@@ -69,7 +77,9 @@ def _lpips(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     return model.to(args.device), {"computed": True, "version": "LPIPS v0.1, AlexNet backbone", **provenance}
 
 
-def _scheme_loss(args: argparse.Namespace, settings: EvalSettings, truth: GroundTruth, num_videos: int) -> dict[str, Any]:
+def _scheme_loss(
+    args: argparse.Namespace, settings: EvalSettings, truth: GroundTruth, num_videos: int
+) -> dict[str, Any]:
     """The scheme's test diffusion loss on the first `num_videos` test videos."""
     from flexvid.checkpoint import load_pretrained
     from flexvid.eval.scheme_loss import scheme_loss
@@ -77,8 +87,11 @@ def _scheme_loss(args: argparse.Namespace, settings: EvalSettings, truth: Ground
 
     step_size = latent_frames_per_stage(settings.max_frames, settings.extra.get("max_latent_frames"))
     plan = scheme_stages(
-        settings.sampling_scheme, video_length=settings.T, num_observed_frames=settings.n_obs,
-        max_frames=settings.max_frames, step_size=step_size,
+        settings.sampling_scheme,
+        video_length=settings.T,
+        num_observed_frames=settings.n_obs,
+        max_frames=settings.max_frames,
+        step_size=step_size,
     )
     if isinstance(plan, AdaptivePlan):
         raise ConfigError(
@@ -93,8 +106,12 @@ def _scheme_loss(args: argparse.Namespace, settings: EvalSettings, truth: Ground
         video = torch.from_numpy(truth[index]).float().div(127.5).sub(1).unsqueeze(0).to(args.device)
         totals.append(
             scheme_loss(
-                pretrained.model, pretrained.diffusion, video, stages,
-                num_timesteps_samples=args.loss_timesteps, generator=generator,
+                pretrained.model,
+                pretrained.diffusion,
+                video,
+                stages,
+                num_timesteps_samples=args.loss_timesteps,
+                generator=generator,
             ).item()
         )
     generated = sum(len(latent) for _, latent in stages)
@@ -121,7 +138,9 @@ def run(args: argparse.Namespace) -> int:
     sample_indices = list(range(k))
     num_videos = args.num_videos if args.num_videos is not None else count_leading_videos(eval_dir, sample_indices)
     if num_videos < 1:
-        raise DatasetError(f"No test video has samples {sample_indices} in {samples_dir(eval_dir)}; lower --num_samples.")
+        raise DatasetError(
+            f"No test video has samples {sample_indices} in {samples_dir(eval_dir)}; lower --num_samples."
+        )
     truth = GroundTruth(settings, gt_dir=args.gt_dir, data_dir=args.data_dir)
     lpips, lpips_info = _lpips(args)
     pairs = paired_videos(eval_dir, truth, num_videos, sample_indices)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import typing
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from flexvid.config import field_type
 
@@ -26,7 +27,9 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
             return text
         if action.default is None:
             return f"{text} (default: none)"
-        if isinstance(action.default, bool) and action.nargs == 0:  # a switch shows its state; a flag is off until given
+        if (
+            isinstance(action.default, bool) and action.nargs == 0
+        ):  # a switch shows its state; a flag is off until given
             on = isinstance(action, Switch) and action.default
             return f"{text} (default: {'on' if on else 'off'})"
         return f"{text} (default: %(default)s)"
@@ -43,13 +46,19 @@ class Parser(argparse.ArgumentParser):
 class Switch(argparse.Action):
     """A boolean option: `--name` sets True, `--no_name` sets False."""
 
-    def __init__(self, option_strings: Sequence[str], dest: str, default: bool | None = False,
-                 help: str | None = None) -> None:
+    def __init__(
+        self, option_strings: Sequence[str], dest: str, default: bool | None = False, help: str | None = None
+    ) -> None:
         names = [name for flag in option_strings for name in (flag, NEGATION_PREFIX + flag.removeprefix("--"))]
         super().__init__(names, dest, nargs=0, default=default, help=help)
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
         setattr(namespace, self.dest, not str(option_string).startswith(NEGATION_PREFIX))
 
     def format_usage(self) -> str:

@@ -15,8 +15,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of `flexvid sample`: one per field of SampleSettings (its help in the field's metadata)."""
     parser.add_argument("checkpoint", help="flexvid checkpoint directory or .safetensors file, or the authors' .pt")
     add_config_flags(parser, SampleSettings, exclude=("checkpoint", "device"))
-    parser.add_argument("--device", default=None,
-                        help="cpu or cuda (default: cuda when available; under torchrun, each process's own GPU)")
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="cpu or cuda (default: cuda when available; under torchrun, each process's own GPU)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,7 +36,9 @@ def run(args: argparse.Namespace) -> int:
             import torch
 
             values["device"] = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        settings = SampleSettings(**{f.name: values[f.name] for f in dataclasses.fields(SampleSettings) if f.name in values})
+        settings = SampleSettings(
+            **{f.name: values[f.name] for f in dataclasses.fields(SampleSettings) if f.name in values}
+        )
         job = SampleJob(settings, dist=dist_info)
         paths = job.run(progress=True)
     finally:

@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
             config = resolve_run_config(requested)
             default_dir = Path("runs") / f"{config.data.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
             run_dir = Path(args.run_dir) if args.run_dir else broadcast_object(default_dir, dist_info)
+        assert config.train is not None  # validate_run_config refuses a config without one
         if config.train.tensorboard:
             _check_tensorboard_can_write(run_dir)
         lock = exclusive_lock(run_dir, "--run_dir") if dist_info.is_main else contextlib.nullcontext()

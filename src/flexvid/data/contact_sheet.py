@@ -5,8 +5,8 @@ It lets a user check at a glance that a dataset decodes to the pictures they exp
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch

@@ -49,8 +49,9 @@ def detect_dataset(directory: Path) -> Detection:
             "(give --dataset minerl for MineRL's clip length)",
         )
     return Detection(
-        "folder", "it has neither CARLA's files nor train/ and test/ of numbered .npy videos, so it is read as a "
-        "folder of videos (video files, .npy/.npz arrays, folders of frames)"
+        "folder",
+        "it has neither CARLA's files nor train/ and test/ of numbered .npy videos, so it is read as a "
+        "folder of videos (video files, .npy/.npz arrays, folders of frames)",
     )
 
 

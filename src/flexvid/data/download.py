@@ -17,9 +17,10 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator
+from typing import Any
 
 from tqdm import tqdm
 
@@ -30,9 +31,7 @@ MARKER_FILE = ".flexvid_prepared.json"
 CHUNK_BYTES = 1 << 20
 
 
-def download(
-    url: str, dest: Path, *, sha256: str | None = None, progress: bool = True, timeout: float = 60.0
-) -> Path:
+def download(url: str, dest: Path, *, sha256: str | None = None, progress: bool = True, timeout: float = 60.0) -> Path:
     """Download `url` to `dest`, resuming a previous partial download in `dest.part`."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -129,9 +128,12 @@ def publish(ready: Path, dest: Path, details: dict[str, Any]) -> None:
 
 def _stream(response, part: Path, mode: str, offset: int, total: int | None, progress: bool, label: str):
     received, broken = offset, None
-    with open(part, mode) as out, tqdm(
-        total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=label, disable=not progress
-    ) as bar:
+    with (
+        open(part, mode) as out,
+        tqdm(
+            total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=label, disable=not progress
+        ) as bar,
+    ):
         try:
             while chunk := response.read(CHUNK_BYTES):
                 out.write(chunk)

@@ -237,7 +237,9 @@ class FolderVideos(FrameReadingDataset):
         if self.skipped:
             listed = "; ".join(f"{path} ({reason})" for path, reason in self.skipped[:5])
             warnings.warn(
-                f"Skipping {len(self.skipped)} unreadable file(s) in {root}: {listed}", UnreadableFilesWarning, stacklevel=2
+                f"Skipping {len(self.skipped)} unreadable file(s) in {root}: {listed}",
+                UnreadableFilesWarning,
+                stacklevel=2,
             )
         readable = [e for e in entries if not e.error]
         if not readable:
@@ -301,16 +303,18 @@ class FolderVideos(FrameReadingDataset):
             return frames if positions is None else frames[positions]
         if entry.kind == "array":
             window = read_array(path)[start : stop : self.frame_stride]
-        else:
-            window = image_files(path)[start : stop : self.frame_stride]
-        if len(window) != self.T:
-            raise DatasetError(f"{entry.path} gave {len(window)} frames where {self.T} were expected")
-        if entry.kind == "array":
+            self._check_frame_count(entry, len(window))
             return np.asarray(window if positions is None else window[positions])
+        images = image_files(path)[start : stop : self.frame_stride]
+        self._check_frame_count(entry, len(images))
         if positions is None:
-            return np.stack([_read_image(image) for image in window])
+            return np.stack([_read_image(image) for image in images])
         needed, order = np.unique(positions, return_inverse=True)  # each image file is read once
-        return np.stack([_read_image(window[i]) for i in needed])[order]
+        return np.stack([_read_image(images[i]) for i in needed])[order]
+
+    def _check_frame_count(self, entry: IndexEntry, count: int) -> None:
+        if count != self.T:
+            raise DatasetError(f"{entry.path} gave {count} frames where {self.T} were expected")
 
     def _report_failure(self, entry: IndexEntry, err: Exception) -> None:
         if all(path != entry.path for path, _ in self.load_failures):

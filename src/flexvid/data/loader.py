@@ -136,9 +136,7 @@ class TrainingExamples(Dataset):
 class StepBatchSampler(Sampler[list[int]]):
     """Endless batches of example numbers: this process's share of each global batch, from `start_step` on."""
 
-    def __init__(
-        self, global_batch_size: int, *, rank: int = 0, world_size: int = 1, start_step: int = 0
-    ) -> None:
+    def __init__(self, global_batch_size: int, *, rank: int = 0, world_size: int = 1, start_step: int = 0) -> None:
         self.batch_size = per_process_batch(global_batch_size, world_size)
         if not 0 <= rank < world_size:
             raise ConfigError(f"rank {rank} is outside 0..{world_size - 1}.")
@@ -207,9 +205,7 @@ def make_train_loader(
 def per_process_batch(global_batch_size: int, world_size: int) -> int:
     """The batch each process loads: the global batch split evenly over the processes."""
     if global_batch_size < 1 or world_size < 1:
-        raise ConfigError(
-            f"batch size and world size must be positive, got {global_batch_size} and {world_size}."
-        )
+        raise ConfigError(f"batch size and world size must be positive, got {global_batch_size} and {world_size}.")
     if global_batch_size % world_size:
         raise ConfigError(
             f"batch_size {global_batch_size} (the global batch) is not divisible by the {world_size} "

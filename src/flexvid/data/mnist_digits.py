@@ -61,9 +61,13 @@ def shipped_digits() -> np.ndarray:
         with source.open("rb") as packed, gzip.open(packed) as handle:
             digits = np.load(io.BytesIO(handle.read()), allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:
-        raise DatasetError(f"The MNIST digits shipped with flexvid ({source}) are unreadable ({error}); reinstall flexvid.") from error
+        raise DatasetError(
+            f"The MNIST digits shipped with flexvid ({source}) are unreadable ({error}); reinstall flexvid."
+        ) from error
     if digits.dtype != np.uint8 or digits.shape[1:] != (DIGIT_SIZE, DIGIT_SIZE):
-        raise DatasetError(f"The MNIST digits shipped with flexvid ({source}) hold {digits.dtype} {digits.shape}; reinstall flexvid.")
+        raise DatasetError(
+            f"The MNIST digits shipped with flexvid ({source}) hold {digits.dtype} {digits.shape}; reinstall flexvid."
+        )
     return digits
 
 
@@ -78,9 +82,7 @@ def read_idx_images(path: str | Path) -> np.ndarray:
         raise DatasetError(f"Cannot read the MNIST idx file {path} ({error}).") from error
     header = np.frombuffer(raw[:16], dtype=">u4") if len(raw) >= 16 else np.zeros(0, dtype=">u4")
     if len(header) != 4 or header[0] != IDX_IMAGES_MAGIC:
-        raise DatasetError(
-            f"{path} is not an MNIST idx images file (expected magic number 2051 and a 16-byte header)."
-        )
+        raise DatasetError(f"{path} is not an MNIST idx images file (expected magic number 2051 and a 16-byte header).")
     count, rows, cols = (int(v) for v in header[1:])
     if (rows, cols) != (DIGIT_SIZE, DIGIT_SIZE):
         raise DatasetError(f"{path} holds {rows}x{cols} images; Moving MNIST needs 28x28 MNIST digits.")

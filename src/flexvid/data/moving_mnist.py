@@ -55,9 +55,7 @@ def bouncing_trajectories(
     return path
 
 
-def render_video(
-    digits: np.ndarray, trajectories: np.ndarray, canvas_size: int = CANVAS_SIZE
-) -> np.ndarray:
+def render_video(digits: np.ndarray, trajectories: np.ndarray, canvas_size: int = CANVAS_SIZE) -> np.ndarray:
     """Paste each digit at its trajectory's corner, composited by max: uint8 (length, canvas, canvas)."""
     length, num_digits, _ = trajectories.shape
     free = canvas_size - digits.shape[-1]
@@ -123,12 +121,11 @@ class MovingMNIST(FrameReadingDataset):
         self, index: int, positions: np.ndarray | None, rng: np.random.Generator | None
     ) -> tuple[torch.Tensor, dict[str, Any]]:
         """Video `index` (all T frames, or those at `positions`), a pure function of (seed, split, epoch,
-        index), so `rng` is not used; the motion is simulated up to the last chosen frame, and only those are drawn and resized."""
+        index), so `rng` is not used; the motion is simulated up to the last chosen frame, and only
+        those are drawn and resized."""
         index = int(index)
         if index < 0 or (not self.infinite and index >= self.num_videos):
-            raise IndexError(
-                f"moving_mnist {self.split} index {index} is out of range 0..{self.num_videos - 1}"
-            )
+            raise IndexError(f"moving_mnist {self.split} index {index} is out of range 0..{self.num_videos - 1}")
         epoch = self.epoch if self.infinite else 0
         rng = np.random.default_rng([self.seed, SPLIT_CODES[self.split], epoch, index])
         chosen = rng.integers(len(self.digits), size=self.num_digits)
@@ -150,8 +147,7 @@ class MovingMNISTSequences(FrameReadingDataset):
         path = Path(path)
         if not path.is_file():
             raise DatasetError(
-                f"Moving MNIST sequence file {path} does not exist; "
-                "point sequence_path at mnist_test_seq.npy."
+                f"Moving MNIST sequence file {path} does not exist; point sequence_path at mnist_test_seq.npy."
             )
         try:
             array = np.load(path, mmap_mode="r")

@@ -33,7 +33,9 @@ def open_npy_video(path: Path) -> np.ndarray:
     try:
         video = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as err:
-        raise DatasetError(f"Cannot read {path} as a .npy array ({err}); re-create it from the original videos.")
+        raise DatasetError(
+            f"Cannot read {path} as a .npy array ({err}); re-create it from the original videos."
+        ) from err
     if video.dtype != np.uint8 or video.ndim != 4 or video.shape[-1] != 3:
         raise DatasetError(
             f"{path} holds a {video.dtype} array of shape {tuple(video.shape)}, but videos must be uint8 "
@@ -112,9 +114,9 @@ _build_minerl = _builder("minerl", "flexvid data minerl --download")
 register_dataset("mazes", default_T=300, default_image_size=64, prepare_hint="flexvid data mazes --download DIR")(
     _build_mazes
 )
-register_dataset(
-    "mazes_cwvae", default_T=300, default_image_size=64, prepare_hint="flexvid data mazes --download DIR"
-)(_build_mazes)
+register_dataset("mazes_cwvae", default_T=300, default_image_size=64, prepare_hint="flexvid data mazes --download DIR")(
+    _build_mazes
+)
 register_dataset("minerl", default_T=500, default_image_size=64, prepare_hint="flexvid data minerl --download DIR")(
     _build_minerl
 )

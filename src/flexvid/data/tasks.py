@@ -22,7 +22,7 @@ that load only the frames an example uses.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -86,9 +86,7 @@ def check_task_sizes(T: int, K: int) -> None:
     if K < 1:
         raise ConfigError(f"max_frames must be at least 1, got {K}.")
     if K > T:
-        raise ConfigError(
-            f"max_frames (K={K}) is larger than the video length T={T}; lower --max_frames or raise --T."
-        )
+        raise ConfigError(f"max_frames (K={K}) is larger than the video length T={T}; lower --max_frames or raise --T.")
 
 
 def check_observed_share(observed_share: float | None) -> None:
@@ -108,9 +106,7 @@ def sample_task(
     until they have none. More conditional tasks teach the network to use its observed frames sooner.
     """
     if distribution not in TASK_DISTRIBUTIONS:
-        raise ConfigError(
-            f"Unknown task distribution {distribution!r}; choose one of {', '.join(TASK_DISTRIBUTIONS)}."
-        )
+        raise ConfigError(f"Unknown task distribution {distribution!r}; choose one of {', '.join(TASK_DISTRIBUTIONS)}.")
     check_task_sizes(T, K)
     check_observed_share(observed_share)
     draw = TASK_DISTRIBUTIONS[distribution]
@@ -178,8 +174,7 @@ def build_example(
     chosen = task_frames(task, K)
     if video.shape[0] < K:
         raise DatasetError(
-            f"A video has {video.shape[0]} frames, fewer than max_frames={K}; "
-            "use longer videos or lower --max_frames."
+            f"A video has {video.shape[0]} frames, fewer than max_frames={K}; use longer videos or lower --max_frames."
         )
     source = video if pad_video is None else pad_video
     pad_indices = draw_padding(K - len(chosen), source.shape[0], rng)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import importlib.util
 import re
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -211,7 +211,8 @@ def _count_frames_pyav(path: Path) -> int:
 
 def _reason(err: Exception) -> str:
     """A decoder's error in a few words: an OS or FFmpeg error's reason without the path (the message names it)."""
-    if isinstance(getattr(err, "strerror", None), str):
-        return err.strerror.rstrip(".")
+    strerror = getattr(err, "strerror", None)
+    if isinstance(strerror, str):
+        return strerror.rstrip(".")
     text = str(err).strip().splitlines()
     return (text[-1] if text else type(err).__name__).rstrip(".")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -62,6 +62,22 @@ class GaussianDiffusion:
     always called with original steps (scaled to [0, 1000) when `rescale_timesteps`).
     """
 
+    # The schedule's float64 tables, one value per step, set in __init__.
+    betas: Tensor
+    log_betas: Tensor
+    alphas_cumprod: Tensor
+    alphas_cumprod_prev: Tensor
+    sqrt_alphas_cumprod: Tensor
+    sqrt_one_minus_alphas_cumprod: Tensor
+    sqrt_recip_alphas_cumprod: Tensor
+    sqrt_recipm1_alphas_cumprod: Tensor
+    posterior_variance: Tensor
+    posterior_log_variance_clipped: Tensor
+    posterior_mean_coef1: Tensor
+    posterior_mean_coef2: Tensor
+    fixed_large_variance: Tensor
+    fixed_large_log_variance: Tensor
+
     def __init__(
         self,
         *,
@@ -76,8 +92,7 @@ class GaussianDiffusion:
         betas = np.asarray(betas, dtype=np.float64)
         if betas.ndim != 1 or len(betas) < 2 or not ((betas > 0).all() and (betas <= 1).all()):
             raise ConfigError(
-                "A diffusion needs at least 2 steps with betas in (0, 1]; "
-                "check diffusion_steps and timestep_respacing."
+                "A diffusion needs at least 2 steps with betas in (0, 1]; check diffusion_steps and timestep_respacing."
             )
         self.model_mean_type = model_mean_type
         self.model_var_type = model_var_type
@@ -130,10 +145,7 @@ class GaussianDiffusion:
 
     def q_posterior_mean_variance(self, x_start: Tensor, x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Mean, variance and clipped log-variance of q(x_{t-1} | x_t, x_0)."""
-        mean = (
-            extract(self.posterior_mean_coef1, t, x_t) * x_start
-            + extract(self.posterior_mean_coef2, t, x_t) * x_t
-        )
+        mean = extract(self.posterior_mean_coef1, t, x_t) * x_start + extract(self.posterior_mean_coef2, t, x_t) * x_t
         variance = extract(self.posterior_variance, t, x_t).expand_as(x_t)
         log_variance = extract(self.posterior_log_variance_clipped, t, x_t).expand_as(x_t)
         return mean, variance, log_variance
@@ -152,9 +164,9 @@ class GaussianDiffusion:
 
     def predict_eps_from_xstart(self, x_t: Tensor, t: Tensor, pred_xstart: Tensor) -> Tensor:
         """The noise implied by x_t and an x_0 estimate."""
-        return (
-            extract(self.sqrt_recip_alphas_cumprod, t, x_t) * x_t - pred_xstart
-        ) / extract(self.sqrt_recipm1_alphas_cumprod, t, x_t)
+        return (extract(self.sqrt_recip_alphas_cumprod, t, x_t) * x_t - pred_xstart) / extract(
+            self.sqrt_recipm1_alphas_cumprod, t, x_t
+        )
 
     # ------------------------------------------------------------------ the model
     def model_timesteps(self, t: Tensor) -> Tensor:

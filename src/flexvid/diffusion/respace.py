@@ -6,7 +6,7 @@ network keeps seeing the original step numbers (`timestep_map`).
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -19,8 +19,8 @@ def _parse_section_counts(spec: str) -> list[int]:
         return [int(part) for part in spec.split(",")]
     except ValueError:
         raise ConfigError(
-            f"Invalid timestep_respacing {spec!r}: use a step count like \"250\", "
-            "comma-separated counts like \"10,15,20\", or \"ddimN\"."
+            f'Invalid timestep_respacing {spec!r}: use a step count like "250", '
+            'comma-separated counts like "10,15,20", or "ddimN".'
         ) from None
 
 
@@ -44,7 +44,7 @@ def space_timesteps(num_steps: int, section_counts: str | Iterable[int]) -> set[
     """
     if isinstance(section_counts, str):
         if section_counts.startswith("ddim"):
-            return _ddim_steps(num_steps, _parse_section_counts(section_counts[len("ddim"):])[0])
+            return _ddim_steps(num_steps, _parse_section_counts(section_counts[len("ddim") :])[0])
         counts = _parse_section_counts(section_counts)
     else:
         counts = [int(c) for c in section_counts]

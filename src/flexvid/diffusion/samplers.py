@@ -8,7 +8,8 @@ generator, so a row's result does not depend on the rest of the batch.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -18,9 +18,7 @@ def linear_betas(num_steps: int) -> np.ndarray:
     return np.linspace(scale * 0.0001, scale * 0.02, num_steps, dtype=np.float64)
 
 
-def betas_for_alpha_bar(
-    num_steps: int, alpha_bar: Callable[[float], float], max_beta: float = 0.999
-) -> np.ndarray:
+def betas_for_alpha_bar(num_steps: int, alpha_bar: Callable[[float], float], max_beta: float = 0.999) -> np.ndarray:
     """Betas whose cumulative product of (1 - beta) follows `alpha_bar` on [0, 1], each capped at `max_beta`."""
     betas = []
     for i in range(num_steps):
@@ -47,9 +45,7 @@ def get_named_beta_schedule(name: str, num_steps: int) -> np.ndarray:
         return linear_betas(num_steps)
     if name == "cosine":
         return betas_for_alpha_bar(num_steps, cosine_alpha_bar)
-    raise ConfigError(
-        f"Unknown noise_schedule {name!r}: choose one of {', '.join(NOISE_SCHEDULES)}."
-    )
+    raise ConfigError(f"Unknown noise_schedule {name!r}: choose one of {', '.join(NOISE_SCHEDULES)}.")
 
 
 __all__ = [

@@ -34,14 +34,14 @@ class ScheduleSampler(ABC):
         importance = 1.0 / (len(probs) * probs[t])
         return t.to(device), importance.float().to(device)
 
-    def update_with_local_losses(self, local_ts: Tensor, local_losses: Tensor) -> None:
+    def update_with_local_losses(self, local_ts: Tensor, local_losses: Tensor) -> None:  # noqa: B027 (an optional hook)
         """Record this process's per-example losses; the fixed samplers ignore them."""
 
     def state_dict(self) -> dict[str, Tensor]:
         """What a checkpoint keeps of the sampler: nothing for the fixed samplers."""
         return {}
 
-    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:  # noqa: B027 (an optional hook)
         """Restore what `state_dict()` returned; the fixed samplers have nothing to restore."""
 
 
@@ -110,7 +110,7 @@ class LossSecondMomentResampler(ScheduleSampler):
 
     def update_with_all_losses(self, ts: list[int], losses: list[float]) -> None:
         """Append each loss to its step's history, dropping the oldest once the history is full."""
-        for t, loss in zip(ts, losses):
+        for t, loss in zip(ts, losses, strict=True):
             if self.loss_counts[t] == self.history_per_term:
                 self.loss_history[t, :-1] = self.loss_history[t, 1:]
                 self.loss_history[t, -1] = loss
@@ -129,7 +129,7 @@ def _all_gather_variable(values: Tensor) -> Tensor:
     padded[: values.numel()] = values
     gathered = [torch.zeros_like(padded) for _ in sizes]
     dist.all_gather(gathered, padded)
-    return torch.cat([g[: int(s.item())] for g, s in zip(gathered, sizes)])
+    return torch.cat([g[: int(s.item())] for g, s in zip(gathered, sizes, strict=True)])
 
 
 SCHEDULE_SAMPLERS = {"uniform": UniformSampler, "loss-second-moment": LossSecondMomentResampler}

@@ -6,8 +6,8 @@ Only `features.*` is built: LPIPS reads the five ReLU outputs and never the clas
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import torch
 from torch import Tensor, nn
@@ -43,7 +43,7 @@ class AlexNetFeatures(nn.Module):
 
     def forward(self, x: Tensor) -> list[Tensor]:
         taps = []
-        for index, layer in enumerate(self.features[: TAP_INDICES[-1] + 1]):
+        for index, layer in enumerate(list(self.features)[: TAP_INDICES[-1] + 1]):
             x = layer(x)
             if index in TAP_INDICES:
                 taps.append(x)

@@ -9,8 +9,9 @@ the remaining speeds and the dataset's speeds.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,8 @@ def speeds_from_positions(positions: np.ndarray, frame_gap: int = FRAME_GAP, fps
         raise DatasetError(f"Positions must have shape (T, 2), got {positions.shape}; pass one trajectory at a time.")
     if len(positions) <= frame_gap:
         raise DatasetError(
-            f"A trajectory of {len(positions)} positions has no pair {frame_gap} frames apart; use longer videos or a smaller frame gap."
+            f"A trajectory of {len(positions)} positions has no pair {frame_gap} frames apart; use longer videos or a "
+            "smaller frame gap."
         )
     xy = positions[:, :2]
     distance = np.linalg.norm(xy[frame_gap:] - xy[:-frame_gap], axis=1)
@@ -46,7 +48,9 @@ def wasserstein_1d(a: np.ndarray, b: np.ndarray) -> float:
     a = np.sort(np.asarray(a, dtype=np.float64).ravel())
     b = np.sort(np.asarray(b, dtype=np.float64).ravel())
     if len(a) == 0 or len(b) == 0:
-        raise DatasetError("The Wasserstein distance needs at least one value on each side; got an empty set of speeds.")
+        raise DatasetError(
+            "The Wasserstein distance needs at least one value on each side; got an empty set of speeds."
+        )
     # Both quantile functions are constant between consecutive points of {i/n} U {j/m}.
     breaks = np.union1d(np.arange(len(a) + 1) / len(a), np.arange(len(b) + 1) / len(b))
     widths = np.diff(breaks)
@@ -129,7 +133,8 @@ def evaluate_eval_dir(
         data_dir = json.loads(settings_path.read_text()).get("data_dir") if settings_path.is_file() else None
         if not data_dir:
             raise DatasetError(
-                f"{eval_dir} has no settings.json naming the dataset's data_dir; pass the dataset's coords folder (--dataset_coords DIR)."
+                f"{eval_dir} has no settings.json naming the dataset's data_dir; pass the dataset's coords folder "
+                "(--dataset_coords DIR)."
             )
         dataset_coords_dir = default_dataset_coords_dir(data_dir)
     samples = read_coords_dir(eval_dir / COORDS_SUBDIR)

@@ -9,8 +9,9 @@ with a 100-way `fc`; the regressor holds the backbone under `resnet.` (no fc) an
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
+from typing import cast
 
 import numpy as np
 import torch
@@ -73,8 +74,9 @@ class MultiHeadRegressor(nn.Module):
     def forward(self, images: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalised images and (B,) cell indices -> (B, 2) positions."""
         features = self.resnet(images)
-        weight = torch.stack([head.weight for head in self.regressors])[cells]  # (B, 2, F)
-        bias = torch.stack([head.bias for head in self.regressors])[cells]  # (B, 2)
+        heads = cast(list[nn.Linear], list(self.regressors))
+        weight = torch.stack([head.weight for head in heads])[cells]  # (B, 2, F)
+        bias = torch.stack([head.bias for head in heads])[cells]  # (B, 2)
         return torch.einsum("bof,bf->bo", weight, features) + bias
 
 
@@ -130,7 +132,9 @@ def _read_state_dict(path: Path, role: str, release_name: str) -> dict[str, torc
     if isinstance(state, Mapping) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, Mapping) or not all(torch.is_tensor(v) for v in state.values()):
-        raise WeightsError(f"{path} is not a state dict of tensors; give the {role} file saved by torch.save(model.state_dict()).")
+        raise WeightsError(
+            f"{path} is not a state dict of tensors; give the {role} file saved by torch.save(model.state_dict())."
+        )
     return {key.removeprefix("module."): value for key, value in state.items()}
 
 
@@ -151,7 +155,8 @@ def load_classifier(path: str | Path) -> ResNet:
     spec = infer_resnet_spec(state)
     if spec.num_classes != NUM_CELLS:
         raise WeightsError(
-            f"{path} has {spec.num_classes or 'no'} classifier outputs, not {NUM_CELLS} grid cells; give the CARLA classifier file."
+            f"{path} has {spec.num_classes or 'no'} classifier outputs, not {NUM_CELLS} grid cells; give the CARLA "
+            "classifier file."
         )
     model = ResNet(spec)
     _load_strict(model, state, path, "classifier")
@@ -163,7 +168,9 @@ def load_regressor(path: str | Path) -> MultiHeadRegressor:
     path = Path(path)
     state = _read_state_dict(path, "regressor", REGRESSOR_FILE)
     if not any(key.startswith("regressors.") for key in state):
-        raise WeightsError(f"{path} has no 'regressors.<cell>' heads; give the CARLA regressor file (not the classifier).")
+        raise WeightsError(
+            f"{path} has no 'regressors.<cell>' heads; give the CARLA regressor file (not the classifier)."
+        )
     model = MultiHeadRegressor(infer_resnet_spec(state, prefix="resnet."))
     _load_strict(model, state, path, "regressor")
     return model.eval()
@@ -176,7 +183,10 @@ def load_position_model(
 ) -> CarlaPositionModel:
     """Both networks, from the given files or the default weights location, in eval mode on `device`."""
     default_classifier, default_regressor = default_weight_paths()
-    paths = {"classifier": Path(classifier_path or default_classifier), "regressor": Path(regressor_path or default_regressor)}
+    paths = {
+        "classifier": Path(classifier_path or default_classifier),
+        "regressor": Path(regressor_path or default_regressor),
+    }
     classifier, regressor = load_classifier(paths["classifier"]), load_regressor(paths["regressor"])
     provenance = {role: {"file": path.name, "sha256": sha256_of(path)} for role, path in paths.items()}
     return CarlaPositionModel(classifier, regressor, provenance).to(device).eval()

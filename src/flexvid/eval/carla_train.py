@@ -10,10 +10,11 @@ The data is a CARLA directory as `flexvid.data.carla` reads it: `video_<i>.pt` (
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -46,7 +47,9 @@ def carla_split_files(data_dir: str | Path, split: str = "all") -> list[tuple[Pa
     if split not in SPLITS:
         raise DatasetError(f"Unknown CARLA split {split!r}; use one of {', '.join(SPLITS)}.")
     if not data_dir.is_dir():
-        raise DatasetError(f"CARLA directory {data_dir} does not exist; download it with `flexvid data carla --download`.")
+        raise DatasetError(
+            f"CARLA directory {data_dir} does not exist; download it with `flexvid data carla --download`."
+        )
     if split == "all":
         videos = [path for _, path in sorted(carla_video_files(data_dir).items())]
     else:
@@ -107,9 +110,7 @@ def rgb_to_hsv(image: torch.Tensor) -> torch.Tensor:
     delta = value - image.min(0).values
     saturation = torch.where(value > 0, delta / value.clamp_min(1e-12), torch.zeros_like(value))
     safe = delta.clamp_min(1e-12)
-    hue = torch.where(
-        value == r, ((g - b) / safe) % 6, torch.where(value == g, (b - r) / safe + 2, (r - g) / safe + 4)
-    )
+    hue = torch.where(value == r, ((g - b) / safe) % 6, torch.where(value == g, (b - r) / safe + 2, (r - g) / safe + 4))
     hue = torch.where(delta > 0, hue / 6, torch.zeros_like(hue))
     return torch.stack([hue, saturation, value])
 
@@ -238,7 +239,9 @@ def load_backbone_weights(backbone: ResNet, path: str | Path) -> None:
     backbone.load_state_dict(state, strict=False)
 
 
-def _loss(kind: str, model: nn.Module, images: torch.Tensor, positions: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+def _loss(
+    kind: str, model: nn.Module, images: torch.Tensor, positions: torch.Tensor, cells: torch.Tensor
+) -> torch.Tensor:
     if kind == "classifier":
         target = F.one_hot(cells, NUM_CELLS).float()
         return F.binary_cross_entropy_with_logits(model(images), target)
@@ -269,12 +272,12 @@ def train_position_network(
         )
         for phase, dataset in datasets.items()
     }
+    model: nn.Module
     if config.kind == "classifier":
-        model: nn.Module = build_classifier(config.arch, config.base_width)
-        backbone = model
+        model = backbone = build_classifier(config.arch, config.base_width)
     else:
-        model = build_regressor(config.arch, config.base_width)
-        backbone = model.resnet
+        regressor = build_regressor(config.arch, config.base_width)
+        model, backbone = regressor, regressor.resnet
     if config.init:
         load_backbone_weights(backbone, config.init)
     model.to(config.device)
@@ -304,7 +307,7 @@ def train_position_network(
         if losses["test"] < best:
             best = losses["test"]
             state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-            atomic_write(out_path, lambda temp: torch.save(state, temp))
+            atomic_write(out_path, functools.partial(torch.save, state))
     summary = {"config": asdict(config), "history": history, "best_test_loss": best}
     atomic_write_json(out_path.with_suffix(".json"), summary)
     return history

@@ -72,15 +72,26 @@ def sample_scheme(settings: CompareSettings, pretrained: Pretrained, scheme: str
     eval_dir = Path(settings.out) / scheme
     timing_path = eval_dir / TIMING_FILE
     counter = CallCounter(pretrained.model)
-    counted = Pretrained(counter, pretrained.diffusion, pretrained.config, pretrained.step)
+    # The counter stands in for the UNetVideo: generation only calls it and reads its parameters.
+    counted = Pretrained(counter, pretrained.diffusion, pretrained.config, pretrained.step)  # type: ignore[arg-type]
     generated, seconds = 0, 0.0
     for k in range(settings.num_samples):
         job = SampleJob(
             SampleSettings(
-                checkpoint=settings.checkpoint, sampling_scheme=scheme, n_obs=settings.n_obs, T=settings.T,
-                max_latent_frames=settings.max_latent_frames, batch_size=settings.batch_size,
-                stop_index=settings.num_videos, sample_idx=k, sampler=settings.sampler, steps=settings.steps,
-                eta=settings.eta, seed=settings.seed, eval_dir=str(eval_dir), device=settings.device,
+                checkpoint=settings.checkpoint,
+                sampling_scheme=scheme,
+                n_obs=settings.n_obs,
+                T=settings.T,
+                max_latent_frames=settings.max_latent_frames,
+                batch_size=settings.batch_size,
+                stop_index=settings.num_videos,
+                sample_idx=k,
+                sampler=settings.sampler,
+                steps=settings.steps,
+                eta=settings.eta,
+                seed=settings.seed,
+                eval_dir=str(eval_dir),
+                device=settings.device,
             ),
             pretrained=counted,
         )
@@ -103,7 +114,9 @@ def sample_scheme(settings: CompareSettings, pretrained: Pretrained, scheme: str
     return {}
 
 
-def revisit_masks(dataset_name: str, T: int, image_size: int, K: int, num_videos: int, data_dir: str | None) -> list[np.ndarray] | None:
+def revisit_masks(
+    dataset_name: str, T: int, image_size: int, K: int, num_videos: int, data_dir: str | None
+) -> list[np.ndarray] | None:
     """Per test video, which frames revisit content unseen for more than K frames (None: no view labels)."""
     dataset = build_dataset(dataset_name, "test", T=T, image_size=image_size, data_dir=data_dir)
     masks = []
@@ -115,7 +128,9 @@ def revisit_masks(dataset_name: str, T: int, image_size: int, K: int, num_videos
     return masks
 
 
-def score_scheme(settings: CompareSettings, scheme: str, revisits: list[np.ndarray] | None) -> tuple[dict[str, Any], list[VideoResult]]:
+def score_scheme(
+    settings: CompareSettings, scheme: str, revisits: list[np.ndarray] | None
+) -> tuple[dict[str, Any], list[VideoResult]]:
     """Consistency summary of one scheme's evaluation directory."""
     eval_dir = Path(settings.out) / scheme
     info = read_settings(eval_dir)
@@ -212,7 +227,9 @@ def plot_per_frame(report: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def draw_strips(settings: CompareSettings, info: Any, revisits: list[np.ndarray] | None, path: Path, video: int = 0) -> Path:
+def draw_strips(
+    settings: CompareSettings, info: Any, revisits: list[np.ndarray] | None, path: Path, video: int = 0
+) -> Path:
     """Ground truth above each scheme's sample 0 of one test video, every other frame from n_obs - 2 on.
 
     Observed frames are outlined in red; revisited frames get an orange bar above the ground truth.
@@ -222,8 +239,7 @@ def draw_strips(settings: CompareSettings, info: Any, revisits: list[np.ndarray]
     dataset = build_dataset(info.dataset, "test", T=info.T, image_size=info.image_size, data_dir=info.data_dir)
     truth = to_uint8(dataset[video][0])
     rows = [("ground truth", truth)] + [
-        (scheme, load_video_file(sample_path(Path(settings.out) / scheme, video, 0)))
-        for scheme in settings.schemes
+        (scheme, load_video_file(sample_path(Path(settings.out) / scheme, video, 0))) for scheme in settings.schemes
     ]
     frames = list(range(max(0, settings.n_obs - 2), truth.shape[0], 2))
     size, gap, label_width, bar = info.image_size, 2, 96, 4
@@ -244,6 +260,6 @@ def draw_strips(settings: CompareSettings, info: Any, revisits: list[np.ndarray]
                 draw.rectangle([left, top, left + size - 1, top + size - 1], outline=OBSERVED_COLOUR)
             if r == 0 and revisits is not None and revisits[video][t]:
                 draw.rectangle([left, 0, left + size - 1, bar - 2], fill="orange")
-    canvas = canvas.resize((width * 2, height * 2), Image.NEAREST)
+    canvas = canvas.resize((width * 2, height * 2), Image.Resampling.NEAREST)
     atomic_write(path, lambda tmp: canvas.save(tmp, format="PNG"))
     return path

@@ -8,9 +8,10 @@ NNNN, sample K. Ground truth is item NNNN of the dataset's test split, or GT_DIR
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -103,7 +104,8 @@ def load_video_file(path: Path) -> np.ndarray:
         raise DatasetError(f"{path} is not a readable .npy array ({err}); regenerate it.") from None
     if video.dtype != np.uint8 or video.ndim != 4 or video.shape[1] not in (1, 3):
         raise DatasetError(
-            f"{path} holds {video.dtype} {video.shape}, not uint8 frames shaped (T, C, H, W) with 1 or 3 channels; regenerate it."
+            f"{path} holds {video.dtype} {video.shape}, not uint8 frames shaped (T, C, H, W) with 1 or 3 channels; "
+            "regenerate it."
         )
     return video
 
@@ -132,10 +134,12 @@ class GroundTruth:
 
     def __getitem__(self, index: int) -> np.ndarray:
         if self._dataset is None:
+            assert self.gt_dir is not None  # without a dataset the videos are GT_DIR's files
             return load_video_file(self.gt_dir / f"{index:04d}.npy")
         if index >= len(self._dataset):
             raise DatasetError(
-                f"Test video {index} does not exist: the {self.source} has {len(self._dataset)} videos; lower --num_videos."
+                f"Test video {index} does not exist: the {self.source} has {len(self._dataset)} videos; lower "
+                "--num_videos."
             )
         video, _ = self._dataset[index]
         return to_uint8(video)

@@ -10,8 +10,8 @@ frame indices, which is then averaged over the latent (generated) frames and ove
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 import torch
@@ -65,7 +65,9 @@ def _blur(x: Tensor, window: Tensor) -> Tensor:
 def ssim(x: Tensor, y: Tensor) -> Tensor:
     """SSIM of (N, C, H, W) frames in [0, 1], per frame (mean over channels and valid positions)."""
     if min(x.shape[-2:]) < SSIM_WINDOW:
-        raise DatasetError(f"SSIM needs frames of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, got {tuple(x.shape[-2:])}.")
+        raise DatasetError(
+            f"SSIM needs frames of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, got {tuple(x.shape[-2:])}."
+        )
     x, y = x.double(), y.double()
     window = gaussian_window().to(x.device)
     c1, c2 = SSIM_K1**2, SSIM_K2**2
@@ -120,7 +122,7 @@ def evaluate_videos(
     *,
     progress: bool = False,
     total: int | None = None,
-) -> dict[str, object]:
+) -> dict[str, dict[str, dict[str, object]]]:
     """Best-of-k per-frame scores over (index, truth, samples) pairs, summarised for latent and all frames.
 
     With `progress`, a bar counts the test videos (out of `total` when given).

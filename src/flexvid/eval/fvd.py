@@ -10,9 +10,10 @@ of the non-symmetric product can return NaNs or complex values.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,7 +40,9 @@ def feature_statistics(features: np.ndarray | torch.Tensor) -> GaussianStats:
     """Mean and unbiased covariance of (N, D) features, computed in float64; warns when N < D."""
     x = np.asarray(features.cpu() if isinstance(features, torch.Tensor) else features, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] < 2:
-        raise DatasetError(f"Need at least 2 feature vectors shaped (N, D) for a covariance, got shape {x.shape}; use more videos.")
+        raise DatasetError(
+            f"Need at least 2 feature vectors shaped (N, D) for a covariance, got shape {x.shape}; use more videos."
+        )
     count, dim = x.shape
     if count < dim:
         warnings.warn(
@@ -81,7 +84,8 @@ def frechet_distance(stats1: GaussianStats, stats2: GaussianStats) -> float:
     """Fréchet distance between the Gaussians N(mean1, cov1) and N(mean2, cov2)."""
     if stats1.mean.shape != stats2.mean.shape:
         raise DatasetError(
-            f"Feature dimensions differ ({stats1.mean.shape[0]} vs {stats2.mean.shape[0]}); compute both sets with the same network."
+            f"Feature dimensions differ ({stats1.mean.shape[0]} vs {stats2.mean.shape[0]}); compute both sets with the "
+            "same network."
         )
     diff = stats1.mean - stats2.mean
     trace_term = trace_sqrt_product(stats1.cov, stats2.cov)
@@ -141,7 +145,9 @@ def paired_features(
 
     Samples and test videos share network calls of `batch_size` videos; `total` counts videos, two per pair.
     """
-    features = embed_videos(embed, (video for pair in pairs for video in pair), batch_size, progress=progress, total=total)
+    features = embed_videos(
+        embed, (video for pair in pairs for video in pair), batch_size, progress=progress, total=total
+    )
     return features[0::2], features[1::2]
 
 
@@ -155,7 +161,7 @@ def fvd_of_eval_dir(
     gt_dir: str | Path | None = None,
     data_dir: str | Path | None = None,
     progress: bool = False,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """FVD between sample `sample_idx` of the first `num_videos` test videos and those test videos.
 
     The reference protocol: whole videos (observed frames included) at full length, the first N
@@ -167,7 +173,9 @@ def fvd_of_eval_dir(
     if num_videos is None:
         num_videos = count_leading_videos(eval_dir, [sample_idx])
     if num_videos < 2:
-        raise DatasetError(f"FVD needs at least 2 videos, got {num_videos}; generate more samples or raise --num_videos.")
+        raise DatasetError(
+            f"FVD needs at least 2 videos, got {num_videos}; generate more samples or raise --num_videos."
+        )
     truth = GroundTruth(settings, gt_dir=gt_dir, data_dir=data_dir)
     shapes: list[tuple[int, ...]] = []
 

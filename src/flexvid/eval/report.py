@@ -1,9 +1,10 @@
 """Gather the metrics of many evaluation directories into one Markdown table and one PNG plot (matplotlib).
 
 An evaluation directory is any folder under RESULTS_DIR with a `settings.json` (written by the
-sampler; flexvid.eval_layout names the files). Every other `*.json` in it is a metric file: numbers become table columns, lists of
-numbers become per-frame curves, and `protocol` entries go into the table's footnote, so each
-number is printed with how it was measured. FVD `.txt` files are read when no JSON holds an FVD.
+sampler; flexvid.eval_layout names the files). Every other `*.json` in it is a metric file: numbers
+become table columns, lists of numbers become per-frame curves, and `protocol` entries go into the
+table's footnote, so each number is printed with how it was measured. FVD `.txt` files are read when
+no JSON holds an FVD.
 """
 
 from __future__ import annotations
@@ -25,9 +26,22 @@ REPORT_IMAGE = "report.png"
 LOWER_IS_BETTER = ("fvd", "lpips", "loss", "mse", "wd", "op")
 HIGHER_IS_BETTER = ("psnr", "ssim")
 PALETTE = [  # matplotlib's tab10, one colour per run
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
 ]
+Colour = tuple[float, float, float]  # RGB in [0, 1], as matplotlib takes it
+
+
+def _rgb(red: int, green: int, blue: int) -> Colour:
+    return red / 255, green / 255, blue / 255
 
 
 @dataclass
@@ -51,7 +65,9 @@ def collect_runs(results_dir: str | Path) -> list[EvalRun]:
     """Every evaluation directory under `results_dir` (found by its settings.json), with its metrics."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
-        raise DatasetError(f"Results directory {results_dir} does not exist; give the folder holding evaluation directories.")
+        raise DatasetError(
+            f"Results directory {results_dir} does not exist; give the folder holding evaluation directories."
+        )
     runs = []
     for eval_dir in find_eval_dirs(results_dir):
         label = printable(eval_dir.relative_to(results_dir).as_posix() if eval_dir != results_dir else eval_dir.name)
@@ -60,7 +76,9 @@ def collect_runs(results_dir: str | Path) -> list[EvalRun]:
             _absorb(run, metric_file.name, _read_json(metric_file))
         if not any(name.startswith("FVD") for name in run.scalars):
             for text_file in fvd_text_files(eval_dir):
-                num_videos, sample = parse_fvd_name(text_file.name)
+                parsed = parse_fvd_name(text_file.name)
+                assert parsed is not None  # fvd_text_files lists only the names that parse
+                num_videos, sample = parsed
                 run.scalars[_fvd_column(sample)] = _read_number(text_file)
                 run.protocols[metric_kind(text_file.name)] = {"num_videos": num_videos}
         _drop_shifted_curves(run)
@@ -133,8 +151,9 @@ def _as_curve(values: list[Any]) -> list[float] | None:
         return [float(v) for v in values]
     if values and all(isinstance(row, list) for row in values):
         rows = [_as_curve(row) for row in values]
-        if all(row is not None and len(row) == len(rows[0]) for row in rows):
-            return [sum(column) / len(column) for column in zip(*rows)]
+        curves = [row for row in rows if row is not None]
+        if len(curves) == len(rows) and all(len(row) == len(curves[0]) for row in curves):
+            return [sum(column) / len(column) for column in zip(*curves, strict=True)]
     return None
 
 
@@ -192,11 +211,15 @@ def markdown_table(runs: list[EvalRun], image_name: str | None = REPORT_IMAGE) -
 def _footnotes(runs: list[EvalRun]) -> list[str]:
     """Protocol lines: settings shared by all runs, then each metric file's protocol (shared vs varying)."""
     notes = []
-    shared = _shared_items([run.settings for run in runs], skip={"checkpoint", "sampling_scheme", "n_obs", "max_frames"})
+    shared = _shared_items(
+        [run.settings for run in runs], skip={"checkpoint", "sampling_scheme", "n_obs", "max_frames"}
+    )
     settings_text = ", ".join(f"{k}={v}" for k, v in shared[0].items())
     varying = f"; varying per run: {', '.join(shared[1])}" if shared[1] else ""
-    notes.append(f"Protocol. Sampling settings: {settings_text or 'none shared'}{varying}. "
-                 "Bold marks the best value of a column (↓ lower is better, ↑ higher is better).")
+    notes.append(
+        f"Protocol. Sampling settings: {settings_text or 'none shared'}{varying}. "
+        "Bold marks the best value of a column (↓ lower is better, ↑ higher is better)."
+    )
     for source in sorted({name for run in runs for name in run.protocols}):
         common, varying_keys = _shared_items([run.protocols[source] for run in runs if source in run.protocols])
         text = "; ".join(f"{k}: {v if isinstance(v, str) else json.dumps(v)}" for k, v in common.items())
@@ -205,7 +228,9 @@ def _footnotes(runs: list[EvalRun]) -> list[str]:
     return notes
 
 
-def _shared_items(dicts: list[dict[str, Any]], skip: frozenset[str] | set[str] = frozenset()) -> tuple[dict[str, Any], list[str]]:
+def _shared_items(
+    dicts: list[dict[str, Any]], skip: frozenset[str] | set[str] = frozenset()
+) -> tuple[dict[str, Any], list[str]]:
     """Items equal in every dict, and the keys whose values differ or are missing somewhere."""
     keys = list(dict.fromkeys(k for d in dicts for k in d if k not in skip))
     common = {k: dicts[0][k] for k in keys if all(k in d and d[k] == dicts[0][k] for d in dicts)}
@@ -232,22 +257,25 @@ def draw_plot(runs: list[EvalRun], path: str | Path) -> Path:
     rows = max(1, math.ceil(len(panels) / cols))
     legend_inches = 0.25 * len(runs) + 0.3
     fig, axes = plt.subplots(
-        rows, cols, squeeze=False, dpi=100,
+        rows,
+        cols,
+        squeeze=False,
+        dpi=100,
         figsize=(PANEL_INCHES[0] * cols, PANEL_INCHES[1] * rows + legend_inches),
     )
-    colours = [tuple(c / 255 for c in PALETTE[number % len(PALETTE)]) for number in range(len(runs))]
-    for ax, (kind, name) in zip(axes.flat, panels):
+    colours = [_rgb(*PALETTE[number % len(PALETTE)]) for number in range(len(runs))]
+    for ax, (kind, name) in zip(axes.flat, panels, strict=False):  # a grid may have a spare axis
         if kind == "bar":
             _bar_panel(ax, [run.scalars.get(name) for run in runs], colours)
             ax.set_title(f"{name}{DIRECTION_NOTE[_direction(name)]}", fontsize=10)
         else:
             _line_panel(ax, [run.series.get(name) for run in runs], colours)
             ax.set_title(f"{name} per frame", fontsize=10)
-    for ax in axes.flat[len(panels):]:
+    for ax in axes.flat[len(panels) :]:
         ax.set_axis_off()
     handles = [  # a "$" in a folder name would otherwise start matplotlib's maths mode
         Patch(color=colour, label=f"{number + 1}: {run.label}".replace("$", r"\$"))
-        for number, (run, colour) in enumerate(zip(runs, colours))
+        for number, (run, colour) in enumerate(zip(runs, colours, strict=True))
     ]
     fig.legend(handles=handles, loc="upper left", frameon=False, fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 1 - legend_inches / fig.get_figheight()))
@@ -257,10 +285,14 @@ def draw_plot(runs: list[EvalRun], path: str | Path) -> Path:
         plt.close(fig)
 
 
-def _bar_panel(ax: Any, values: list[float | None], colours: list[tuple[float, ...]]) -> None:
+def _bar_panel(ax: Any, values: list[float | None], colours: list[Colour]) -> None:
     """One bar per run, numbered as in the legend; a run without the metric leaves a gap."""
     numbers = range(1, len(values) + 1)
-    known = [(number, value, colour) for number, value, colour in zip(numbers, values, colours) if value is not None]
+    known = [
+        (number, value, colour)
+        for number, value, colour in zip(numbers, values, colours, strict=True)
+        if value is not None
+    ]
     if known:
         ax.bar([k[0] for k in known], [k[1] for k in known], color=[k[2] for k in known], width=0.7)
     ax.set_xticks(list(numbers))
@@ -269,11 +301,11 @@ def _bar_panel(ax: Any, values: list[float | None], colours: list[tuple[float, .
     ax.axhline(0.0, color="black", lw=0.6)
 
 
-def _line_panel(ax: Any, curves: list[list[float] | None], colours: list[tuple[float, ...]]) -> None:
+def _line_panel(ax: Any, curves: list[list[float] | None], colours: list[Colour]) -> None:
     """One curve per run that has it, against the frame index."""
     from matplotlib.ticker import MaxNLocator
 
-    for curve, colour in zip(curves, colours):
+    for curve, colour in zip(curves, colours, strict=True):
         if curve:
             ax.plot(range(len(curve)), curve, color=colour, lw=2)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

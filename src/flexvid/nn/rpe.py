@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from flexvid.errors import FlexvidError, FrameIndexError
+from flexvid.errors import FrameIndexError
 from flexvid.nn.layers import FrameContext, zero_init
 
 
@@ -66,17 +66,13 @@ class RPENet(nn.Module):
 class RelativePositionEncoding(nn.Module):
     """One set of relative position encodings (for queries, keys or values) of a temporal attention."""
 
-    def __init__(
-        self, channels: int, num_heads: int, emb_channels: int, use_rpe_net: bool, max_frames: int
-    ) -> None:
+    def __init__(self, channels: int, num_heads: int, emb_channels: int, use_rpe_net: bool, max_frames: int) -> None:
         super().__init__()
         if use_rpe_net:
             self.rpe_net = RPENet(channels, num_heads, emb_channels)
         else:
             max_distance = max_frames - 1
-            self.lookup_table_weight = nn.Parameter(
-                torch.zeros(2 * max_distance + 1, num_heads, channels // num_heads)
-            )
+            self.lookup_table_weight = nn.Parameter(torch.zeros(2 * max_distance + 1, num_heads, channels // num_heads))
 
     def forward(self, ctx: FrameContext) -> torch.Tensor:
         """Encodings R (B, K, K, heads, C/heads) of every (query frame, key frame) pair."""

@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from flexvid.config import ModelConfig
-from flexvid.errors import ConfigError, FlexvidError, ModelInputError
+from flexvid.errors import ConfigError, ModelInputError
 from flexvid.nn.attention import FactorizedAttention, check_heads
 from flexvid.nn.layers import (
     ContextLayer,
@@ -66,9 +66,7 @@ class UNetVideo(nn.Module):
         channel_mult = config.resolved_channel_mult()
         mc = config.num_channels
         if mc % 32:
-            raise ConfigError(
-                f"num_channels={mc} is not divisible by the 32 GroupNorm groups; use a multiple of 32."
-            )
+            raise ConfigError(f"num_channels={mc} is not divisible by the 32 GroupNorm groups; use a multiple of 32.")
         heads_up = config.num_heads if config.num_heads_upsample == -1 else config.num_heads_upsample
         attention_ds = attention_downsample_rates(config, len(channel_mult))
         emb_dim = 4 * mc
@@ -188,9 +186,7 @@ class UNetVideo(nn.Module):
         """Raise a ModelInputError naming the first input whose shape does not fit."""
         c = self.config.in_channels
         if x.dim() != 5 or x.shape[2] != c:
-            raise ModelInputError(
-                f"x has shape {tuple(x.shape)}, but the network expects (B, K, {c}, H, W) videos."
-            )
+            raise ModelInputError(f"x has shape {tuple(x.shape)}, but the network expects (B, K, {c}, H, W) videos.")
         b, k, _, height, width = x.shape
         levels = len(self.config.resolved_channel_mult()) - 1
         if height % 2**levels or width % 2**levels:
@@ -208,6 +204,5 @@ class UNetVideo(nn.Module):
         for name, (tensor, shape) in expected.items():
             if tuple(tensor.shape) != shape:
                 raise ModelInputError(
-                    f"{name} has shape {tuple(tensor.shape)} but must be {shape} for x of shape "
-                    f"{tuple(x.shape)}."
+                    f"{name} has shape {tuple(tensor.shape)} but must be {shape} for x of shape {tuple(x.shape)}."
                 )

@@ -13,7 +13,7 @@ batching changes the speed, not the result.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Sequence, Union
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
@@ -23,7 +23,7 @@ from flexvid.schemes.stage import Stage
 from flexvid.seeding import Stream, generator
 
 # What `run_stages` runs: fixed stages, or an adaptive scheme's plan.
-Stages = Union[Sequence[Stage], AdaptivePlan]
+Stages = Sequence[Stage] | AdaptivePlan
 # One network-call row: (video position in the batch, stage number, the stage as this video runs it).
 Row = tuple[int, int, Stage]
 
@@ -50,10 +50,12 @@ def stage_waves(stages: Sequence[Stage]) -> list[list[int]]:
     return waves
 
 
-def network_calls(stages: Sequence[Stage], batch: int, max_batch: int, batch_stages: bool = True) -> list[list[tuple[int, int]]]:
+def network_calls(
+    stages: Sequence[Stage], batch: int, max_batch: int, batch_stages: bool = True
+) -> list[list[tuple[int, int]]]:
     """The (stage, video) rows of each sampling call: rows of one call share a wave and a shape."""
     groups = stage_waves(stages) if batch_stages else [[i] for i in range(len(stages))]
-    calls = []
+    calls: list[list[tuple[int, int]]] = []
     for group in groups:
         by_shape: dict[tuple[int, int], list[int]] = {}
         for s in group:
@@ -98,7 +100,7 @@ def run_stages(
     batch_stages: bool = True,
     max_batch: int = 64,
     device: torch.device | str = "cpu",
-    on_rows: Callable[[int], None] | None = None,
+    on_rows: Callable[[int], object] | None = None,
 ) -> torch.Tensor:
     """Fill in `videos` (B, T, C, H, W) in place, stage by stage, and return it.
 

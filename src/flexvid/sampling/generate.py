@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -75,9 +76,10 @@ class VideoGenerator:
         self.max_latent_frames = latent_frames_per_stage(self.max_frames, settings.max_latent_frames)
         self.n_obs = observed_count(settings, config)
         self.train_T = config.data.T or train_T
-        self.T = settings.T or self.train_T
-        if self.T is None:
+        T = settings.T or self.train_T
+        if T is None:
             raise ConfigError("The checkpoint does not record a video length; give T (--T).")
+        self.T: int = T
         if self.n_obs > self.T:
             raise ConfigError(
                 f"The video length T ({self.T}) is shorter than the {self.n_obs} observed frames; "
@@ -117,16 +119,26 @@ class VideoGenerator:
         observed: torch.Tensor,
         video_keys: Sequence[int],
         emit: Callable[[int, torch.Tensor], None],
-        on_rows: Callable[[int], None] | None = None,
+        on_rows: Callable[[int], object] | None = None,
     ) -> None:
         """Generate T frames per video from `observed` (B, n_obs, C, H, W) in [-1, 1], handing finished
         frames to `emit(start, frames)`; `video_keys` seed each video, so its frames do not depend on its batch."""
         settings = self.settings
         generate_long(
-            self.model, self.diffusion, observed, self.T, self.make_stages, self.sample_fn, emit,
-            chunk_length=self.chunk_length, context=self.context,
-            seed=derive_seed(Stream.SAMPLE_RUN, settings.seed, settings.sample_idx), video_keys=video_keys,
-            batch_stages=settings.batch_stages, max_batch=settings.max_batch, device=settings.device,
+            self.model,
+            self.diffusion,
+            observed,
+            self.T,
+            self.make_stages,
+            self.sample_fn,
+            emit,
+            chunk_length=self.chunk_length,
+            context=self.context,
+            seed=derive_seed(Stream.SAMPLE_RUN, settings.seed, settings.sample_idx),
+            video_keys=video_keys,
+            batch_stages=settings.batch_stages,
+            max_batch=settings.max_batch,
+            device=settings.device,
             on_rows=on_rows,
         )
 
@@ -135,14 +147,19 @@ class VideoGenerator:
 class GeneratedVideo:
     """What `generate` returns: the videos and which of their frames were given rather than generated."""
 
-    video: torch.Tensor  # (B, T, C, H, W), or (T, C, H, W) for one video given without a batch axis; CPU float32 in [-1, 1]
+    video: (
+        torch.Tensor
+    )  # (B, T, C, H, W), or (T, C, H, W) for one video given without a batch axis; CPU float32 in [-1, 1]
     observed_mask: torch.Tensor  # (T,) bool: True for the frames that came in as `observed`
 
 
 def _as_batch(observed: Any, frame_shape: tuple[int, int, int]) -> torch.Tensor:
     """`observed` checked against the model and given a batch axis, as float32."""
     if not isinstance(observed, torch.Tensor):
-        raise ConfigError(f"observed must be a torch.Tensor of frames, got {type(observed).__name__}; convert it with torch.as_tensor.")
+        raise ConfigError(
+            f"observed must be a torch.Tensor of frames, got {type(observed).__name__}; convert it with "
+            "torch.as_tensor."
+        )
     if observed.dim() not in (4, 5):
         raise ConfigError(
             f"observed has shape {tuple(observed.shape)}; give frames shaped (B, n, C, H, W) or (n, C, H, W)."
@@ -165,11 +182,15 @@ def _as_batch(observed: Any, frame_shape: tuple[int, int, int]) -> torch.Tensor:
         raise ConfigError(f"observed frames are {batch.dtype}; give floats in [-1, 1] (uint8 frames: x / 127.5 - 1).")
     batch = batch.float()
     if batch.numel() and not (torch.isfinite(batch).all() and batch.min() >= -1 and batch.max() <= 1):
-        raise ConfigError("observed frames must be finite and within [-1, 1]; rescale (uint8: x / 127.5 - 1) or clamp them.")
+        raise ConfigError(
+            "observed frames must be finite and within [-1, 1]; rescale (uint8: x / 127.5 - 1) or clamp them."
+        )
     return batch
 
 
-def _resolve_pretrained(pretrained: Pretrained | str | os.PathLike, device: str | torch.device | None) -> tuple[Pretrained, str]:
+def _resolve_pretrained(
+    pretrained: Pretrained | str | os.PathLike, device: str | torch.device | None
+) -> tuple[Pretrained, str]:
     """The loaded checkpoint and the device to generate on (where its network is, unless `device` says)."""
     if not isinstance(pretrained, Pretrained):
         device = str(device or DEFAULTS.device)
@@ -216,9 +237,21 @@ def generate(
     """
     pretrained, device = _resolve_pretrained(pretrained, device)
     settings = SampleSettings(
-        checkpoint="", sampling_scheme=scheme, T=T, max_frames=max_frames, max_latent_frames=max_latent_frames,
-        sample_idx=sample_idx, sampler=sampler, steps=steps, eta=eta, seed=seed, precision=precision,
-        chunk_length=chunk_length, context=context, max_batch=max_batch, device=device,
+        checkpoint="",
+        sampling_scheme=scheme,
+        T=T,
+        max_frames=max_frames,
+        max_latent_frames=max_latent_frames,
+        sample_idx=sample_idx,
+        sampler=sampler,
+        steps=steps,
+        eta=eta,
+        seed=seed,
+        precision=precision,
+        chunk_length=chunk_length,
+        context=context,
+        max_batch=max_batch,
+        device=device,
     )
     frame_shape = pretrained.config.frame_shape
     batch = _as_batch(observed, frame_shape)

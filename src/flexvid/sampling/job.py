@@ -25,7 +25,11 @@ from flexvid.eval_layout import partial_samples, sample_path, samples_dir, setti
 from flexvid.files import atomic_write_json, exclusive_lock
 from flexvid.sampling.generate import VideoGenerator, observed_count
 from flexvid.sampling.identity import (
-    IDENTITY_KEY, check_same_identity, checkpoint_fingerprint, default_eval_dir, generation_identity,
+    IDENTITY_KEY,
+    check_same_identity,
+    checkpoint_fingerprint,
+    default_eval_dir,
+    generation_identity,
 )
 from flexvid.sampling.outputs import NpyStreamWriter
 from flexvid.sampling.settings import SampleSettings, check_settings
@@ -39,7 +43,9 @@ def check_writable(directory: Path) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise ConfigError(f"Cannot create the output directory {directory}: {err.strerror}; choose another --eval_dir.") from None
+        raise ConfigError(
+            f"Cannot create the output directory {directory}: {err.strerror}; choose another --eval_dir."
+        ) from None
     if not os.access(directory, os.W_OK):
         raise ConfigError(f"The output directory {directory} is not writable; choose another --eval_dir.")
 
@@ -48,7 +54,9 @@ class SampleJob:
     """Resolves settings against the checkpoint, then generates the missing sample files (this
     process's share of them under torchrun: give `dist`)."""
 
-    def __init__(self, settings: SampleSettings, pretrained: Pretrained | None = None, dist: DistInfo | None = None) -> None:
+    def __init__(
+        self, settings: SampleSettings, pretrained: Pretrained | None = None, dist: DistInfo | None = None
+    ) -> None:
         check_settings(settings)
         self.pretrained = pretrained or load_pretrained(settings.checkpoint, device=settings.device)
         self.dist = dist or DistInfo(0, 1, 0, torch.device(settings.device))
@@ -65,7 +73,8 @@ class SampleJob:
                     f"observe at most {self.dataset.T} frames."
                 )
         self.generator = VideoGenerator(
-            self.pretrained, dataclasses.replace(settings, n_obs=n_obs),
+            self.pretrained,
+            dataclasses.replace(settings, n_obs=n_obs),
             train_T=self.dataset.T if self.dataset is not None else None,
         )
         self.settings = self.generator.settings
@@ -73,12 +82,20 @@ class SampleJob:
         self.identity = generation_identity(
             self.generator, checkpoint_fingerprint(self.pretrained), self.dataset_name, self.data_dir
         )
-        self.eval_dir = Path(settings.eval_dir) if settings.eval_dir else default_eval_dir(settings.checkpoint, self.identity)
+        self.eval_dir = (
+            Path(settings.eval_dir) if settings.eval_dir else default_eval_dir(settings.checkpoint, self.identity)
+        )
 
     def _test_dataset(self, train_T: int | None):
         """The test split the observed frames come from, with a clear error when it is missing."""
         try:
-            return build_dataset(self.dataset_name, "test", T=train_T, image_size=self.pretrained.config.data.image_size, data_dir=self.data_dir)
+            return build_dataset(
+                self.dataset_name,
+                "test",
+                T=train_T,
+                image_size=self.pretrained.config.data.image_size,
+                data_dir=self.data_dir,
+            )
         except DatasetError as err:
             raise DatasetError(
                 f"Cannot load the test videos to condition on ({err}) Pass --data_dir, or use --n_obs 0 "
@@ -102,10 +119,18 @@ class SampleJob:
         generator = self.generator
         values = asdict(self.settings)
         values.update(
-            T=self.T, max_frames=generator.max_frames, max_latent_frames=generator.max_latent_frames,
-            chunk_length=generator.chunk_length, context=generator.context, eval_dir=str(self.eval_dir),
-            dataset=self.dataset_name, data_dir=self.data_dir, image_size=generator.frame_shape[1],
-            channels=generator.frame_shape[0], train_T=generator.train_T, world_size=self.dist.world_size,
+            T=self.T,
+            max_frames=generator.max_frames,
+            max_latent_frames=generator.max_latent_frames,
+            chunk_length=generator.chunk_length,
+            context=generator.context,
+            eval_dir=str(self.eval_dir),
+            dataset=self.dataset_name,
+            data_dir=self.data_dir,
+            image_size=generator.frame_shape[1],
+            channels=generator.frame_shape[0],
+            train_T=generator.train_T,
+            world_size=self.dist.world_size,
         )
         values[IDENTITY_KEY] = self.identity
         return values
@@ -132,7 +157,12 @@ class SampleJob:
 
     def _generate(self, batches: list[list[int]], progress: bool) -> None:
         """Make and write the videos of `batches`, one batch after another."""
-        bar = tqdm(total=self.generator.stages_per_video * sum(map(len, batches)), unit="stage", desc="sampling", disable=not progress)
+        bar = tqdm(
+            total=self.generator.stages_per_video * sum(map(len, batches)),
+            unit="stage",
+            desc="sampling",
+            disable=not progress,
+        )
         for batch in batches:
             self._generate_batch(batch, bar)
         bar.close()
@@ -143,12 +173,13 @@ class SampleJob:
             if self.dataset is not None:  # read only the observed frames, not the whole test video
                 observed[row] = self.dataset.clip(index, list(range(self.generator.n_obs)))[0]
         writers = [NpyStreamWriter(self.output_path(i), (self.T, *self.generator.frame_shape)) for i in batch]
+
+        def emit(_start: int, frames: torch.Tensor) -> None:
+            for row, writer in enumerate(writers):
+                writer.write(to_uint8(frames[row]))
+
         try:
-            self.generator.run(
-                observed, batch,
-                lambda _start, frames: [w.write(to_uint8(frames[row])) for row, w in enumerate(writers)],
-                on_rows=bar.update,
-            )
+            self.generator.run(observed, batch, emit, on_rows=bar.update)
         except BaseException:
             for writer in writers:
                 writer.abort()

@@ -8,7 +8,7 @@ Frame indices restart at 0 in every chunk, so the network never sees distances l
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -57,7 +57,7 @@ def generate_long(
     batch_stages: bool = True,
     max_batch: int = 64,
     device: torch.device | str = "cpu",
-    on_rows: Callable[[int], None] | None = None,
+    on_rows: Callable[[int], object] | None = None,
 ) -> None:
     """Generate `total_length` frames for each video in the batch, starting from `observed`
     (B, n_obs, C, H, W), and call `emit(start, frames)` with each run of finished frames

@@ -47,5 +47,3 @@ class NpyStreamWriter:
         """Drop the partial file."""
         self._file.close()
         self._tmp.unlink(missing_ok=True)
-
-

@@ -42,8 +42,9 @@ class SampleSettings:
     seed: int = setting(0, "noise seed (same seed, same videos)")
     precision: str = setting("fp32", "network precision", choices=PRECISIONS)
     eval_dir: str | None = setting(
-        None, "output directory (default: results/<checkpoint>/<scheme>_<K>_<latent>_<T>_<n_obs>_"
-        "<sampler><steps>[_eta<eta>]_seed<seed>_<precision>-<hash of all settings>)"
+        None,
+        "output directory (default: results/<checkpoint>/<scheme>_<K>_<latent>_<T>_<n_obs>_"
+        "<sampler><steps>[_eta<eta>]_seed<seed>_<precision>-<hash of all settings>)",
     )
     data_dir: str | None = setting(None, "test data directory (default: from the checkpoint)")
     chunk_length: int | None = setting(
@@ -66,10 +67,19 @@ DEFAULTS = SampleSettings(checkpoint="")
 def check_settings(settings: SampleSettings) -> None:
     """Raise ConfigError for settings that would silently do other work than asked (or none)."""
     at_least = {"batch_size": 1, "max_batch": 1, "start_index": 0, "sample_idx": 0, "seed": 0}
-    optional_at_least = {"n_obs": 0, "T": 1, "max_frames": 2, "max_latent_frames": 1, "steps": 1, "chunk_length": 1, "context": 1}
+    optional_at_least = {
+        "n_obs": 0,
+        "T": 1,
+        "max_frames": 2,
+        "max_latent_frames": 1,
+        "steps": 1,
+        "chunk_length": 1,
+        "context": 1,
+    }
     checks = [(name, low, getattr(settings, name)) for name, low in at_least.items()]
     checks += [
-        (name, low, getattr(settings, name)) for name, low in optional_at_least.items()
+        (name, low, getattr(settings, name))
+        for name, low in optional_at_least.items()
         if getattr(settings, name) is not None
     ]
     for name, low, value in checks:

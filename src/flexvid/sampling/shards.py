@@ -36,7 +36,9 @@ class ProcessGroup:
             self.group = dist.new_group(backend="gloo", timeout=WAIT_TIMEOUT)
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         if self.group is not None:
             dist.destroy_process_group(self.group)
 

@@ -109,10 +109,15 @@ def export_videos(
     ground_truth = None
     if truth:
         if n_obs == 0:
-            raise ConfigError(f"The samples in {eval_dir} are unconditional (n_obs 0), so no test video belongs to them; drop --truth.")
+            raise ConfigError(
+                f"The samples in {eval_dir} are unconditional (n_obs 0), so no test video belongs to them; drop "
+                "--truth."
+            )
         ground_truth = GroundTruth(read_settings(eval_dir), gt_dir, data_dir)
     elif gt_dir is not None or data_dir is not None:
-        raise ConfigError("--gt_dir and --data_dir choose the ground truth shown with --truth; add --truth or drop them.")
+        raise ConfigError(
+            "--gt_dir and --data_dir choose the ground truth shown with --truth; add --truth or drop them."
+        )
     out_dir = Path(out_dir) if out_dir else eval_dir / "videos"
     with exclusive_lock(out_dir, "--out_dir"):
         return _write_videos(samples, n_obs, ground_truth, out_dir, fps, scale)

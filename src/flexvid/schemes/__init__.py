@@ -7,9 +7,9 @@ video from the frames made so far) an `AdaptivePlan`. New schemes subclass `Samp
 `AdaptiveScheme`) and register with `@register_scheme`.
 """
 
+from flexvid.schemes import adaptive_builtin as _adaptive  # noqa: F401  (registers the adaptive schemes)
 from flexvid.schemes import builtin as _builtin  # noqa: F401  (registers the paper's schemes)
 from flexvid.schemes import optimized as _optimized  # noqa: F401  (registers "optimized")
-from flexvid.schemes import adaptive_builtin as _adaptive  # noqa: F401  (registers the adaptive schemes)
 from flexvid.schemes.adaptive import AdaptivePlan, AdaptiveScheme, AdaptiveStage
 from flexvid.schemes.base import SamplingScheme
 from flexvid.schemes.custom import ExplicitStages, load_scheme_yaml

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import abc
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Iterator, Sequence
+from typing import TYPE_CHECKING, ClassVar
 
 from flexvid.errors import SchemeError
 from flexvid.schemes.base import SamplingScheme

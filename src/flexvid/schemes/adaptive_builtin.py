@@ -16,7 +16,8 @@ here each done frame is observed once. Frames smaller than AlexNet takes are ups
 
 from __future__ import annotations
 
-from typing import ClassVar, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 from flexvid.schemes.adaptive import AdaptiveScheme
 from flexvid.schemes.builtin import Autoregressive, Hierarchy

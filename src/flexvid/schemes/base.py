@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import abc
 import bisect
-from typing import ClassVar, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import ClassVar
 
 from flexvid.errors import SchemeError
 from flexvid.schemes.stage import Stage
@@ -19,7 +20,7 @@ def _as_count(value: object, label: str, minimum: int) -> int:
     """`value` as an int of at least `minimum`, or a SchemeError naming the parameter."""
     if isinstance(value, bool) or not isinstance(value, int) and not hasattr(value, "__index__"):
         raise SchemeError(f"{label} must be an integer, got {value!r}.")
-    number = int(value)  # type: ignore[arg-type]
+    number = int(value)
     if number < minimum:
         raise SchemeError(f"{label} must be at least {minimum}, got {number}.")
     return number
@@ -84,7 +85,9 @@ class SamplingScheme(abc.ABC):
 
     def done_between(self, first: int, stop: int) -> list[int]:
         """Done frames in [first, stop), in order; a bisection, so planning stays linear in T."""
-        return self.done_sorted[bisect.bisect_left(self.done_sorted, first) : bisect.bisect_left(self.done_sorted, stop)]
+        return self.done_sorted[
+            bisect.bisect_left(self.done_sorted, first) : bisect.bisect_left(self.done_sorted, stop)
+        ]
 
     def is_done(self) -> bool:
         """Whether every frame of the video is observed or generated."""
@@ -95,12 +98,16 @@ class SamplingScheme(abc.ABC):
         if self.is_done():
             return None
         unconditional = self.num_observed_frames == 0 and self.stage_number == 0
+        obs: Sequence[int]
+        latent: Sequence[int]
         if unconditional:
             obs, latent = (), self.unconditional_latents()
         else:
             obs, latent = self.choose_stage()
         stage = Stage(tuple(sorted({int(i) for i in obs})), tuple(sorted({int(i) for i in latent})))
-        check_stage(stage, self.done, self.video_length, self.max_frames, f"{self.describe()}, stage {self.stage_number}")
+        check_stage(
+            stage, self.done, self.video_length, self.max_frames, f"{self.describe()}, stage {self.stage_number}"
+        )
         self.done.update(stage.latent)
         for frame in stage.latent:
             bisect.insort(self.done_sorted, frame)

@@ -11,7 +11,8 @@ Each stage generates `step_size` frames and conditions on up to `max_frames - st
 
 from __future__ import annotations
 
-from typing import ClassVar, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 
@@ -34,7 +35,7 @@ class Autoregressive(_NextFramesScheme):
     description = "next frames, conditioned on the latest frames"
 
     def choose_stage(self) -> tuple[Sequence[int], Sequence[int]]:
-        return self.done_sorted[-(self.max_frames - self.step_size):], self.next_frames()
+        return self.done_sorted[-(self.max_frames - self.step_size) :], self.next_frames()
 
 
 @register_scheme("long-range")
@@ -51,7 +52,7 @@ class LongRange(_NextFramesScheme):
 
     def choose_stage(self) -> tuple[Sequence[int], Sequence[int]]:
         slots = self.max_frames - self.step_size
-        chosen = set(self.done_sorted[-(slots // 2):])
+        chosen = set(self.done_sorted[-(slots // 2) :])
         for frame in sorted(self.given_frames, reverse=True):
             chosen.add(frame)
             if len(chosen) == slots:
@@ -64,7 +65,7 @@ class OnlyObserved(_NextFramesScheme):
     description = "next frames, conditioned on the latest observed frames only"
 
     def choose_stage(self) -> tuple[Sequence[int], Sequence[int]]:
-        return self.given_frames[-(self.max_frames - self.step_size):], self.next_frames()
+        return self.given_frames[-(self.max_frames - self.step_size) :], self.next_frames()
 
 
 class Hierarchy(SamplingScheme):
@@ -158,7 +159,11 @@ def _hierarchy_class(levels: int) -> type[Hierarchy]:
     return type(
         f"Hierarchy{levels}",
         (Hierarchy,),
-        {"__module__": __name__, "levels": levels, "description": f"{levels}-level hierarchy: coarse frames first, then gaps filled"},
+        {
+            "__module__": __name__,
+            "levels": levels,
+            "description": f"{levels}-level hierarchy: coarse frames first, then gaps filled",
+        },
     )
 
 

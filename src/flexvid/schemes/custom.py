@@ -13,8 +13,9 @@ Parameters missing from the file come from the caller; a parameter given by both
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 
@@ -55,7 +56,9 @@ class ExplicitStages(SamplingScheme):
 def _read_yaml(path: Path) -> dict[str, Any]:
     """The mapping at the top of a scheme file, or a SchemeError saying what is wrong with it."""
     if not path.is_file():
-        raise SchemeError(f"Scheme file {path} does not exist; give a registered scheme name or an existing .yaml file.")
+        raise SchemeError(
+            f"Scheme file {path} does not exist; give a registered scheme name or an existing .yaml file."
+        )
     try:
         content = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
@@ -64,21 +67,28 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise SchemeError(f"Scheme file {path} is not valid YAML{where}; fix its syntax.") from None
     if not isinstance(content, dict):
         raise SchemeError(
-            f"Scheme file {path} must hold a mapping with either 'stages' or 'scheme' at the top, got {type(content).__name__}."
+            f"Scheme file {path} must hold a mapping with either 'stages' or 'scheme' at the top, got "
+            f"{type(content).__name__}."
         )
     return content
 
 
-def _merge_parameters(path: Path, content: dict[str, Any], requested: dict[str, int | None], needed: Sequence[str]) -> dict[str, int]:
+def _merge_parameters(
+    path: Path, content: dict[str, Any], requested: dict[str, int | None], needed: Sequence[str]
+) -> dict[str, int]:
     """The parameters from the file, filled in from the caller; disagreement or absence is an error."""
     merged = {}
     for key in needed:
         in_file, asked = content.get(key), requested.get(key)
         if in_file is not None and (isinstance(in_file, bool) or not isinstance(in_file, int)):
-            raise SchemeError(f"Scheme file {path} sets {key} to {in_file!r}; it must be an integer, written without quotes ({key}: 24).")
+            raise SchemeError(
+                f"Scheme file {path} sets {key} to {in_file!r}; it must be an integer, written without quotes ({key}: "
+                "24)."
+            )
         if in_file is not None and asked is not None and in_file != asked:
             raise SchemeError(
-                f"Scheme file {path} sets {key}={in_file} but {asked} was requested; remove it from the file or request {in_file}."
+                f"Scheme file {path} sets {key}={in_file} but {asked} was requested; remove it from the file or "
+                f"request {in_file}."
             )
         value = in_file if in_file is not None else asked
         if value is None:
@@ -98,13 +108,17 @@ def load_scheme_yaml(
     """Build the scheme a YAML file describes (explicit stages or a registered scheme with parameters)."""
     path = Path(path)
     content = _read_yaml(path)
-    requested = dict(zip(PARAMETERS, (video_length, num_observed_frames, max_frames, step_size)))
+    requested = dict(zip(PARAMETERS, (video_length, num_observed_frames, max_frames, step_size), strict=True))
     if ("stages" in content) == ("scheme" in content):
-        raise SchemeError(f"Scheme file {path} must have exactly one of 'stages' (a list of stages) or 'scheme' (a scheme name).")
+        raise SchemeError(
+            f"Scheme file {path} must have exactly one of 'stages' (a list of stages) or 'scheme' (a scheme name)."
+        )
     if "stages" in content:
         unknown = set(content) - {"stages", *PARAMETERS}
         if unknown:
-            raise SchemeError(f"Scheme file {path} has unknown keys {sorted(unknown)}; allowed: stages, {', '.join(PARAMETERS)}.")
+            raise SchemeError(
+                f"Scheme file {path} has unknown keys {sorted(unknown)}; allowed: stages, {', '.join(PARAMETERS)}."
+            )
         if not isinstance(content["stages"], list):
             raise SchemeError(f"Scheme file {path}: 'stages' must be a list of {{obs: [...], latent: [...]}} entries.")
         params = _merge_parameters(path, content, requested, PARAMETERS[:3])

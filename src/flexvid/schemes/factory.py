@@ -31,8 +31,12 @@ def get_scheme(
 ) -> AnyScheme:
     """A fresh scheme: `name` is a registered name or a .yaml file; `options` go to the scheme
     (e.g. `schedule=` and `base=` for `optimized`)."""
-    params = {"video_length": video_length, "num_observed_frames": num_observed_frames,
-              "max_frames": max_frames, "step_size": step_size}
+    params = {
+        "video_length": video_length,
+        "num_observed_frames": num_observed_frames,
+        "max_frames": max_frames,
+        "step_size": step_size,
+    }
     if is_scheme_file(name):
         if options:
             raise SchemeError(f"Options {sorted(options)} cannot be passed with a scheme file; put them in {name}.")

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -103,7 +104,10 @@ class FarthestPointObserver:
             return
         images = videos[:, missing].flatten(0, 1)  # video-major: row b * len(missing) + j
         vectors = torch.cat(
-            [self.embedder.embed(_alexnet_sized(chunk.to(self.device, torch.float32))) for chunk in images.split(EMBED_BATCH)]
+            [
+                self.embedder.embed(_alexnet_sized(chunk.to(self.device, torch.float32)))
+                for chunk in images.split(EMBED_BATCH)
+            ]
         ).view(videos.shape[0], len(missing), -1)
         for j, frame in enumerate(missing):
             self.cache[frame] = vectors[:, j]
@@ -115,7 +119,9 @@ def _alexnet_sized(images: Tensor) -> Tensor:
     if min(height, width) >= MIN_SIDE:
         return images
     scale = MIN_SIDE / min(height, width)
-    return F.interpolate(images, size=(round(height * scale), round(width * scale)), mode="bilinear", align_corners=False)
+    return F.interpolate(
+        images, size=(round(height * scale), round(width * scale)), mode="bilinear", align_corners=False
+    )
 
 
 __all__ = ["Embedder", "FarthestPointObserver", "MIN_SIDE", "farthest_point", "load_embedder"]

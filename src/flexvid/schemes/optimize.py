@@ -16,9 +16,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ from flexvid.eval.scheme_loss import latent_eps_mse
 from flexvid.files import atomic_write_json, atomic_write_text
 from flexvid.frame_batch import FrameBatch
 from flexvid.schemes.base import SamplingScheme
-from flexvid.schemes.optimized import save_schedule
+from flexvid.schemes.optimized import Optimized, save_schedule
 from flexvid.schemes.registry import scheme_class
 from flexvid.schemes.stage import Stage
 from flexvid.schemes.validate import plan_stages
@@ -84,7 +85,9 @@ def base_stages(settings: OptimizeSettings) -> list[Stage]:
     """The validated stages of the base scheme, whose latent frames the optimised scheme keeps."""
     cls = scheme_class(settings.base)
     if not issubclass(cls, SamplingScheme) or settings.base == "optimized":
-        raise SchemeError(f"--base {settings.base} has no fixed stages to optimise; use a scheme such as autoreg or hierarchy-2.")
+        raise SchemeError(
+            f"--base {settings.base} has no fixed stages to optimise; use a scheme such as autoreg or hierarchy-2."
+        )
     scheme = cls(settings.video_length, settings.num_observed_frames, settings.max_frames, settings.step_size)
     return plan_stages(scheme)
 
@@ -92,7 +95,9 @@ def base_stages(settings: OptimizeSettings) -> list[Stage]:
 def evaluation_timesteps(diffusion_steps: int, count: int) -> list[int]:
     """`count` evenly spaced steps from the last one down: 999, 899, ..., 99 for 1000 steps and 10."""
     if count > diffusion_steps:
-        raise ConfigError(f"--num_timesteps ({count}) is more than the model's {diffusion_steps} diffusion steps; lower it.")
+        raise ConfigError(
+            f"--num_timesteps ({count}) is more than the model's {diffusion_steps} diffusion steps; lower it."
+        )
     return [diffusion_steps - 1 - j * diffusion_steps // count for j in range(count)]
 
 
@@ -124,7 +129,7 @@ class SetLossEstimator:
         *,
         batch_size: int,
         device: torch.device | str,
-        on_rows: Callable[[int], None] | None = None,
+        on_rows: Callable[[int], object] | None = None,
     ) -> None:
         self.model, self.diffusion, self.videos = model, diffusion, videos  # videos: (V, T, C, H, W) uint8
         self.latent = list(latent)
@@ -141,7 +146,7 @@ class SetLossEstimator:
             chunk = rows[start : start + self.batch_size]
             indices = torch.tensor([list(observed_sets[s]) + self.latent for s, _ in chunk])
             videos = torch.tensor([v for _, v in chunk])
-            frames = torch.stack([self.videos[v, index] for v, index in zip(videos.tolist(), indices)])
+            frames = torch.stack([self.videos[v, index] for v, index in zip(videos.tolist(), indices, strict=True)])
             frames = frames.to(self.device).float().div_(127.5).sub_(1.0)
             batch = FrameBatch.observed_first(frames, indices.to(self.device), num_observed)
             t, noise = self.timesteps[videos].to(self.device), self.noise[videos].to(self.device)
@@ -152,7 +157,9 @@ class SetLossEstimator:
         return (totals / self.videos.shape[0]).tolist()
 
 
-def optimize_stage(estimate: SetLossEstimator, latent: Sequence[int], done: Sequence[int], slots: int) -> tuple[list[int], float]:
+def optimize_stage(
+    estimate: SetLossEstimator, latent: Sequence[int], done: Sequence[int], slots: int
+) -> tuple[list[int], float]:
     """The greedy observed set of one stage and its estimated loss."""
     chosen = start_frames(latent, done)[:slots]
     loss = None
@@ -255,9 +262,14 @@ def optimize_schedule(
             todo.append((number, stage, sorted(done)))
         done |= set(stage.latent)
     total = sum(
-        1 + greedy_evaluations(len(d), min(len(start_frames(s.latent, d)), settings.max_frames - len(s.latent)),
-                               settings.max_frames - len(s.latent))
-        for n, s, d in todo if n not in finished
+        1
+        + greedy_evaluations(
+            len(d),
+            min(len(start_frames(s.latent, d)), settings.max_frames - len(s.latent)),
+            settings.max_frames - len(s.latent),
+        )
+        for n, s, d in todo
+        if n not in finished
     )
     bar = tqdm(total=total * settings.num_videos, unit="example", desc="optimizing", disable=not progress)
     for number, stage, done_before in todo:
@@ -266,8 +278,15 @@ def optimize_schedule(
         bar.set_description(f"optimizing stage {number + 1}/{len(stages)}")
         noise = stage_noise(settings.seed, number, (settings.num_videos, len(stage.latent), *videos.shape[2:]))
         estimate = SetLossEstimator(
-            model, diffusion, videos, stage.latent, timesteps, noise,
-            batch_size=settings.batch_size, device=device, on_rows=bar.update,
+            model,
+            diffusion,
+            videos,
+            stage.latent,
+            timesteps,
+            noise,
+            batch_size=settings.batch_size,
+            device=device,
+            on_rows=bar.update,
         )
         base_loss = estimate([stage.obs])[0]
         observed, loss = optimize_stage(estimate, stage.latent, done_before, settings.max_frames - len(stage.latent))
@@ -295,10 +314,12 @@ def write_schedule(out: str | Path, results: dict[int, StageResult], settings: O
     out = check_output(out)
     schedule = {number: list(result.observed) for number, result in sorted(results.items())}
     parameters = {
-        "video_length": settings.video_length, "num_observed_frames": settings.num_observed_frames,
-        "max_frames": settings.max_frames, "step_size": settings.step_size,
+        "video_length": settings.video_length,
+        "num_observed_frames": settings.num_observed_frames,
+        "max_frames": settings.max_frames,
+        "step_size": settings.step_size,
     }
-    plan_stages(scheme_class("optimized")(**parameters, schedule=schedule, base=settings.base))  # type: ignore[arg-type]
+    plan_stages(Optimized(**parameters, schedule=schedule, base=settings.base))
     if out.suffix in (".yaml", ".yml"):
         content = {"scheme": "optimized", "base": settings.base, **parameters, "schedule": schedule}
         return atomic_write_text(out, yaml.safe_dump(content, sort_keys=False, default_flow_style=None))
@@ -309,7 +330,9 @@ def load_training_videos(dataset: Any, count: int, seed: int = 0) -> Tensor:
     """The first `count` videos of a training split as uint8 (count, T, C, H, W), each video's random
     window drawn from an rng seeded by (seed, index) so a rerun sees the same windows."""
     if not getattr(dataset, "infinite", False) and len(dataset) < count:
-        raise DatasetError(f"The training split has {len(dataset)} videos, fewer than --num_videos {count}; lower --num_videos.")
+        raise DatasetError(
+            f"The training split has {len(dataset)} videos, fewer than --num_videos {count}; lower --num_videos."
+        )
     videos = []
     for index in range(count):
         video = dataset.item(index, numpy_rng(Stream.OPTIMIZE_VIDEOS, seed, index))[0]

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence, Union
+from typing import Any
 
 import torch
 
@@ -22,13 +23,15 @@ from flexvid.schemes.registry import register_scheme, scheme_class
 from flexvid.schemes.stage import Stage
 
 Schedule = dict[int, list[int]]
-ScheduleSource = Union[str, os.PathLike, Mapping[Any, Sequence[int]]]
+ScheduleSource = str | os.PathLike | Mapping[Any, Sequence[int]]
 
 
 def _read_schedule_file(path: Path) -> Any:
     """The raw content of a .pt (torch, weights only) or .json schedule file."""
     if not path.is_file():
-        raise SchemeError(f"Schedule file {path} does not exist; give the path of an optimal-schedule .pt or .json file.")
+        raise SchemeError(
+            f"Schedule file {path} does not exist; give the path of an optimal-schedule .pt or .json file."
+        )
     if path.suffix == ".json":
         try:
             return json.loads(path.read_text())
@@ -38,7 +41,8 @@ def _read_schedule_file(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for corrupt or non-torch files
         raise SchemeError(
-            f"Schedule file {path} cannot be read as a torch file ({type(err).__name__}); save it with torch.save or as .json."
+            f"Schedule file {path} cannot be read as a torch file ({type(err).__name__}); save it with torch.save or "
+            "as .json."
         ) from None
 
 
@@ -58,7 +62,9 @@ def load_schedule(source: ScheduleSource) -> Schedule:
     raw = source if isinstance(source, Mapping) else _read_schedule_file(Path(source))
     label = "The schedule" if isinstance(source, Mapping) else f"Schedule file {source}"
     if not isinstance(raw, Mapping):
-        raise SchemeError(f"{label} must hold a dict from stage number to a list of frame indices, got {type(raw).__name__}.")
+        raise SchemeError(
+            f"{label} must hold a dict from stage number to a list of frame indices, got {type(raw).__name__}."
+        )
     schedule: Schedule = {}
     for key, frames in raw.items():
         try:
@@ -89,7 +95,8 @@ class Optimized(SamplingScheme):
         base_class = scheme_class(base)
         if base == self.name or not issubclass(base_class, SamplingScheme):
             raise SchemeError(
-                f"The optimized scheme needs a scheme with fixed stages as its base (e.g. autoreg or hierarchy-2), not {base}."
+                "The optimized scheme needs a scheme with fixed stages as its base (e.g. autoreg or hierarchy-2), not "
+                f"{base}."
             )
         self.base = base_class(video_length, num_observed_frames, max_frames, step_size)
         self.schedule_source = schedule if isinstance(schedule, (str, os.PathLike)) else "<mapping>"

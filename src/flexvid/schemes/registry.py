@@ -6,13 +6,14 @@ stage's observed frames are chosen per video from the frames made so far)."""
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, TypeVar, Union
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flexvid.errors import SchemeError
 from flexvid.schemes.adaptive import AdaptiveScheme
 from flexvid.schemes.base import SamplingScheme
 
-AnyScheme = Union[SamplingScheme, AdaptiveScheme]
+AnyScheme = SamplingScheme | AdaptiveScheme
 SchemeClass = TypeVar("SchemeClass", bound=type[AnyScheme])
 
 _SCHEMES: dict[str, type[AnyScheme]] = {}
@@ -25,10 +26,14 @@ def register_scheme(name: str) -> Callable[[SchemeClass], SchemeClass]:
 
     def register(cls: SchemeClass) -> SchemeClass:
         if not (isinstance(cls, type) and issubclass(cls, (SamplingScheme, AdaptiveScheme))):
-            raise SchemeError(f"register_scheme({name!r}) needs a SamplingScheme or AdaptiveScheme subclass, got {cls!r}.")
+            raise SchemeError(
+                f"register_scheme({name!r}) needs a SamplingScheme or AdaptiveScheme subclass, got {cls!r}."
+            )
         known = _SCHEMES.get(name)
         if known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
-            raise SchemeError(f"A sampling scheme named '{name}' is already registered ({known.__qualname__}); pick another name.")
+            raise SchemeError(
+                f"A sampling scheme named '{name}' is already registered ({known.__qualname__}); pick another name."
+            )
         cls.name = name
         _SCHEMES[name] = cls
         return cls
@@ -54,9 +59,13 @@ def scheme_class(name: str) -> type[AnyScheme]:
 def create_scheme(name: str, **arguments: Any) -> AnyScheme:
     """An instance of the scheme registered under `name`; wrong or missing arguments are a SchemeError."""
     cls = scheme_class(name)
-    missing = [key for key in ("video_length", "num_observed_frames", "max_frames", "step_size") if arguments.get(key) is None]
+    missing = [
+        key for key in ("video_length", "num_observed_frames", "max_frames", "step_size") if arguments.get(key) is None
+    ]
     if missing:
-        raise SchemeError(f"Scheme '{name}' needs {', '.join(missing)}; pass them (or use a scheme file that sets them).")
+        raise SchemeError(
+            f"Scheme '{name}' needs {', '.join(missing)}; pass them (or use a scheme file that sets them)."
+        )
     try:
         inspect.signature(cls).bind(**arguments)
     except TypeError as err:

@@ -6,7 +6,8 @@ with a message naming the stage and frames at fault.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from flexvid.errors import SchemeError
 from flexvid.schemes.stage import Stage
@@ -87,9 +88,7 @@ def check_stage(stage: Stage, done: set[int], video_length: int, max_frames: int
         )
 
 
-def validate_stages(
-    stages: Iterable[Any], video_length: int, num_observed_frames: int, max_frames: int
-) -> list[Stage]:
+def validate_stages(stages: Iterable[Any], video_length: int, num_observed_frames: int, max_frames: int) -> list[Stage]:
     """Check a whole stage list and return it as Stages; raise SchemeError with the first violation.
 
     Frames 0..num_observed_frames-1 are given; every other frame must be generated exactly once,

@@ -7,8 +7,9 @@ frames not yet generated. The frames observed at the start are those no stage ge
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont

@@ -17,8 +17,9 @@ import re
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -76,7 +77,8 @@ def _fsync(path: Path) -> None:
 
 def capture_rng_state() -> dict[str, Any]:
     """The global RNG states of torch (CPU and CUDA), numpy and Python, in weights_only-safe types."""
-    np_state = np.random.get_state()
+    np_state = np.random.get_state(legacy=True)
+    assert isinstance(np_state, tuple)  # the legacy global generator is always an MT19937
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "numpy": {
@@ -185,7 +187,7 @@ def latest_valid_checkpoint(run_dir: str | Path, warn: Callable[[str], None] = _
             f"{run_dir} holds no checkpoint (nothing under {CHECKPOINTS_SUBDIR}/step_*); "
             "start a new run instead of --resume, or point --resume at the right run directory."
         )
-    for step, path in reversed(checkpoints):
+    for _, path in reversed(checkpoints):
         try:
             verify_checkpoint(path)
         except CheckpointError as err:

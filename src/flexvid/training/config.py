@@ -34,9 +34,7 @@ def load_yaml_config(path: str | Path) -> dict[str, dict[str, Any]]:
         raise ConfigError(f"Config file {path} must hold a mapping of sections {sorted(SECTIONS)}.")
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
-        raise ConfigError(
-            f"Config file {path} has unknown sections {unknown}; use only {sorted(SECTIONS)}."
-        )
+        raise ConfigError(f"Config file {path} has unknown sections {unknown}; use only {sorted(SECTIONS)}.")
     for name, values in raw.items():
         if values is not None and not isinstance(values, dict):
             raise ConfigError(f"Section {name!r} of {path} must be a mapping of keys to values.")

@@ -30,7 +30,7 @@ class EMA:
     def state_dict(self, rate: float, model: nn.Module) -> dict[str, torch.Tensor]:
         """A full model state dict with the parameters replaced by the average at `rate`."""
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        for name, value in zip(self._names, self.shadows[rate]):
+        for name, value in zip(self._names, self.shadows[rate], strict=True):
             state[name] = value.detach().clone()
         return state
 

@@ -13,8 +13,9 @@ import sys
 import time
 import warnings
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -78,7 +79,7 @@ class RunLogger:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            warnings.warn("TensorBoard is not installed (pip install tensorboard); skipping its logs.")
+            warnings.warn("TensorBoard is not installed (pip install tensorboard); skipping its logs.", stacklevel=1)
             return None
         return SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=resume_step)
 
@@ -174,9 +175,7 @@ class Progress:
         if enabled and hasattr(self.stream, "isatty") and self.stream.isatty():
             from tqdm import tqdm
 
-            self._bar = tqdm(
-                total=total_steps, initial=start_step, unit="step", file=self.stream, dynamic_ncols=True
-            )
+            self._bar = tqdm(total=total_steps, initial=start_step, unit="step", file=self.stream, dynamic_ncols=True)
 
     def update(self, step: int, loss: float) -> None:
         """Report that `step` steps are done and the latest loss."""

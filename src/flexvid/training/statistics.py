@@ -51,7 +51,7 @@ class TrainingStatistics:
         values = [getattr(self, f.name) for f in dataclasses.fields(self)]
         packed = all_reduce_sum(torch.cat([v.reshape(-1) for v in values]).to(dist.device), dist).cpu()
         parts = packed.split([v.numel() for v in values])
-        return TrainingStatistics(*(part.reshape(v.shape) for part, v in zip(parts, values)))
+        return TrainingStatistics(*(part.reshape(v.shape) for part, v in zip(parts, values, strict=True)))
 
     def add_(self, other: TrainingStatistics) -> TrainingStatistics:
         """Add `other`'s sums to these, in place."""

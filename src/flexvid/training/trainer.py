@@ -21,12 +21,13 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from flexvid.config import TrainConfig
 from flexvid.data.base import VideoDataset, build_dataset
 from flexvid.data.loader import make_train_loader, per_process_batch, shutdown_workers
 from flexvid.diffusion import build_diffusion, respaced
 from flexvid.diffusion.samplers import ddim_sample
 from flexvid.diffusion.timestep_samplers import create_named_schedule_sampler
-from flexvid.errors import ConfigError, DatasetError, FlexvidError, TrainingDivergedError
+from flexvid.errors import ConfigError, DatasetError, TrainingDivergedError
 from flexvid.frame_batch import FrameBatch
 from flexvid.nn import UNetVideo
 from flexvid.run_config import RunConfig
@@ -82,7 +83,10 @@ class Trainer:
         self.dist = dist_info or DistInfo(0, 1, 0, torch.device("cpu"))
         self.device = self.dist.device
         self.out = out if out is not None else sys.stderr
-        train = config.train
+        if config.train is None:
+            raise ValueError("A Trainer needs a config with a train section (resolve_run_config gives one).")
+        self.train_config: TrainConfig = config.train
+        train = self.train_config
         self.local_batch = per_process_batch(train.batch_size, self.dist.world_size)
         self._refuse_used_run_dir(resume_from)
         seed_global_rngs(Stream.PROCESS, train.seed, self.dist.rank)  # the weights' initialisation draws from them
@@ -116,7 +120,7 @@ class Trainer:
 
     def _build_optimizer(self) -> tuple[torch.optim.Optimizer, torch.amp.GradScaler]:
         """AdamW over the network's parameters, and the gradient scaler (active for fp16 only)."""
-        train = self.config.train
+        train = self.train_config
         optimizer = torch.optim.AdamW(self.model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
         return optimizer, torch.amp.GradScaler(self.device.type, enabled=train.precision == "fp16")
 
@@ -129,7 +133,7 @@ class Trainer:
 
     def _build_loader(self) -> DataLoader:
         """This process's endless stream of training batches, from the current step on."""
-        train, data = self.config.train, self.config.data
+        train, data = self.train_config, self.config.data
         return make_train_loader(
             self.dataset,
             global_batch_size=train.batch_size,
@@ -176,7 +180,7 @@ class Trainer:
 
     def _restore(self, checkpoint: Path) -> None:
         """Load weights, EMA, optimizer, scaler, sampler history and RNG states from `checkpoint`."""
-        loaded = load_checkpoint(checkpoint, self.config.train.ema_rate, device=self.device)
+        loaded = load_checkpoint(checkpoint, self.train_config.ema_rate, device=self.device)
         check_state_dict(self.model, loaded["model"], f"{checkpoint} (with the run's {RUN_CONFIG_FILENAME})")
         self.model.load_state_dict(loaded["model"])
         for rate, state in loaded["ema"].items():
@@ -193,8 +197,8 @@ class Trainer:
 
     def _timesteps(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """This process's rows of the global batch's diffusion steps and importance weights."""
-        steps = generator(Stream.TIMESTEPS, self.config.train.seed, step)
-        t, weights = self.schedule_sampler.sample(self.config.train.batch_size, "cpu", generator=steps)
+        steps = generator(Stream.TIMESTEPS, self.train_config.seed, step)
+        t, weights = self.schedule_sampler.sample(self.train_config.batch_size, "cpu", generator=steps)
         rows = slice(self.dist.rank * self.local_batch, (self.dist.rank + 1) * self.local_batch)
         return t[rows].to(self.device), weights[rows].to(self.device)
 
@@ -202,18 +206,18 @@ class Trainer:
         """Per-example Gaussian noise seeded by the example's global number."""
         rows = []
         for example in example_ids.tolist():
-            noise = generator(Stream.TRAINING_NOISE, self.config.train.seed, example, device=self.device)
+            noise = generator(Stream.TRAINING_NOISE, self.train_config.seed, example, device=self.device)
             rows.append(torch.randn(like.shape[1:], generator=noise, device=self.device, dtype=like.dtype))
         return torch.stack(rows)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        precision = self.config.train.precision
+        precision = self.train_config.precision
         if precision == "fp32":
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=_AUTOCAST_DTYPES[precision])
 
     def _lr(self, step: int) -> float:
-        train = self.config.train
+        train = self.train_config
         if not train.lr_anneal_steps:
             return train.lr
         return train.lr * max(0.0, 1.0 - step / train.lr_anneal_steps)
@@ -223,7 +227,7 @@ class Trainer:
 
         Raises TrainingDivergedError (before touching the weights) when the loss is not finite.
         """
-        train = self.config.train
+        train = self.train_config
         self.model.train()
         frames = batch["frames"].to(self.device, non_blocking=True)
         t, weights = self._timesteps(self.step)
@@ -234,7 +238,9 @@ class Trainer:
         for start in range(0, self.local_batch, micro):
             rows = slice(start, start + micro)
             is_last = start + micro >= self.local_batch
-            sync = contextlib.nullcontext() if is_last or not self.dist.distributed else self.ddp_model.no_sync()
+            sync: contextlib.AbstractContextManager = contextlib.nullcontext()
+            if not is_last and isinstance(self.ddp_model, DistributedDataParallel):  # wrapped only under torchrun
+                sync = self.ddp_model.no_sync()
             with sync:
                 with self._autocast():
                     losses = self.diffusion.training_losses(self.ddp_model, frames[rows], t[rows], noise=noise[rows])
@@ -255,7 +261,7 @@ class Trainer:
         if train.grad_clip > 0:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, train.grad_clip))
         else:
-            grad_norm = float(torch.nn.utils.get_total_norm([p.grad for p in params]))
+            grad_norm = float(torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr(self.step)
         self.scaler.step(self.optimizer)
@@ -289,7 +295,7 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict(),
                 "rng": capture_rng_state(),
-                "data": {"next_step": self.step, "seed": self.config.train.seed},
+                "data": {"next_step": self.step, "seed": self.train_config.seed},
                 "world_size": self.dist.world_size,
                 "schedule_sampler": self.schedule_sampler.state_dict(),
             }
@@ -300,7 +306,7 @@ class Trainer:
                 ema_states={rate: self.ema.state_dict(rate, self.model) for rate in self.ema.rates},
                 training_state=training_state,
                 config=self.config,
-                keep=self.config.train.keep_checkpoints,
+                keep=self.train_config.keep_checkpoints,
             )
         barrier(self.dist)
         self.last_checkpoint = path or checkpoint_path(self.run_dir, self.step)
@@ -315,8 +321,8 @@ class Trainer:
             except DatasetError:
                 dataset = self.dataset
             K = self.config.data.max_frames
-            count = min(max(self.config.train.num_sample_videos, DIAGNOSTIC_VIDEOS), len(dataset))
-            seed = self.config.train.seed
+            count = min(max(self.train_config.num_sample_videos, DIAGNOSTIC_VIDEOS), len(dataset))
+            seed = self.train_config.seed
             videos = torch.stack([dataset.item(i, numpy_rng(Stream.VALIDATION, seed, i))[0] for i in range(count)])
             observed = K - latent_frames_per_stage(K)
             self._validation = FrameBatch.from_indices(videos, range(observed), range(observed, K))
@@ -333,7 +339,7 @@ class Trainer:
         """Conditioning gain of the EMA and the online network on the validation batch, and statistics
         of the EMA samples. (Early in a run the EMA weights still lag far behind the online ones.)"""
         batch = self._validation_batch().to(self.device)
-        seed = self.config.train.seed
+        seed = self.train_config.seed
         self.model.eval()
         with self._autocast():
             gains = conditioning_gain(self._loaded_ema_model(), self.diffusion, batch, seed=seed)
@@ -348,13 +354,14 @@ class Trainer:
 
     @torch.no_grad()
     def sample_videos(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Complete the first validation videos with the first EMA rate's weights; returns (truth, samples, obs_mask)."""
-        count = self.config.train.num_sample_videos
+        """Complete the first validation videos with the first EMA rate's weights; returns (truth,
+        samples, obs_mask)."""
+        count = self.train_config.num_sample_videos
         batch = self._validation_batch()[:count].to(self.device)
         ema_model = self._loaded_ema_model()
-        diffusion = respaced(self.config.diffusion, self.config.train.sample_steps, "ddim")
+        diffusion = respaced(self.config.diffusion, self.train_config.sample_steps, "ddim")
         generators = [
-            generator(Stream.VALIDATION_NOISE, self.config.train.seed, i, device=self.device)
+            generator(Stream.VALIDATION_NOISE, self.train_config.seed, i, device=self.device)
             for i in range(batch.x0.shape[0])
         ]
         with self._autocast():
@@ -365,7 +372,7 @@ class Trainer:
 
     def train(self) -> TrainResult:
         """Train until `max_steps`, a NaN loss (TrainingDivergedError) or SIGTERM/SIGINT (save, then stop)."""
-        train = self.config.train
+        train = self.train_config
         resumed = self.last_checkpoint is not None
         logger = RunLogger(
             self.run_dir,
@@ -376,7 +383,9 @@ class Trainer:
             config=self.config.to_dict(),
             resume_step=self.step if resumed else None,
         )
-        progress = Progress(train.max_steps, self.step, enabled=self.dist.is_main, interval=train.log_interval, stream=self.out)
+        progress = Progress(
+            train.max_steps, self.step, enabled=self.dist.is_main, interval=train.log_interval, stream=self.out
+        )
         if resumed:
             progress.write(f"resumed from {self.last_checkpoint} at step {self.step}")
         stats = TrainingStatistics()
@@ -404,8 +413,10 @@ class Trainer:
                     if self.step % train.save_interval == 0 or self.step == train.max_steps:
                         self.save()
                         saved_step = self.step
-                    if train.sample_interval and self.dist.is_main and (
-                        self.step % train.sample_interval == 0 or self.step == train.max_steps
+                    if (
+                        train.sample_interval
+                        and self.dist.is_main
+                        and (self.step % train.sample_interval == 0 or self.step == train.max_steps)
                     ):
                         truth, samples, obs_mask = self.sample_videos()
                         log_sample_videos(logger, self.run_dir, self.step, truth, samples, obs_mask)
@@ -441,8 +452,8 @@ class Trainer:
             "grad_norm": grad_norm,
             "lr": self.optimizer.param_groups[0]["lr"],
             "steps_per_sec": steps / elapsed,
-            "videos_per_sec": steps * self.config.train.batch_size / elapsed,
-            "frames_per_sec": steps * self.config.train.batch_size * self.config.data.max_frames / elapsed,
+            "videos_per_sec": steps * self.train_config.batch_size / elapsed,
+            "frames_per_sec": steps * self.train_config.batch_size * self.config.data.max_frames / elapsed,
             "data_wait_frac": data_wait / elapsed,
         }
         if self.scaler.is_enabled():
