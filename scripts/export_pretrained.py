@@ -1,6 +1,7 @@
 """Export a training run's newest EMA weights as a shippable checkpoint directory, with its learning curve.
 
     python scripts/export_pretrained.py runs/mnist pretrained/moving_mnist
+    python scripts/export_pretrained.py runs/mnist2 pretrained/moving_mnist --continues pretrained/moving_mnist
 
 writes OUT/model.safetensors and config.json (flexvid's checkpoint format: `flexvid sample OUT` and
 `load_pretrained(OUT)` read it), OUT/metrics.jsonl (the run's log) and OUT/training_curve.png (loss
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +50,7 @@ def plot_curve(rows: list[dict], path: Path, title: str) -> None:
     smooth = np.convolve(values, np.ones(window) / window, mode="valid")
     left.plot(steps, values, color="0.8", lw=0.6)
     left.plot(steps[window - 1 :], smooth, color="tab:blue", lw=1.4)
-    left.set(xlabel="step", ylabel="training loss (epsilon MSE)", yscale="log", title=title)
+    left.set(xlabel="step", ylabel="training loss (MSE)", yscale="log", title=title)
     for key, points in gains.items():
         if points:
             x, y = np.array(points).T
@@ -70,15 +70,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir")
     parser.add_argument("out")
+    parser.add_argument(
+        "--continues",
+        default=None,
+        help="the exported model the run started from (train --init_from): its steps and log come first",
+    )
     args = parser.parse_args()
     run_dir, out = Path(args.run_dir), Path(args.out)
     checkpoint = latest_valid_checkpoint(run_dir)
-    step = int(checkpoint.name.split("_")[-1])
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    earlier: list[dict] = []
+    offset = 0
+    if args.continues:
+        earlier = read_metrics(Path(args.continues) / "metrics.jsonl")
+        offset = load_pretrained(args.continues).step or 0
+        rows = [{**row, "step": row["step"] + offset} for row in rows]
+    step = int(checkpoint.name.split("_")[-1]) + offset
     pretrained = load_pretrained(checkpoint)
     save_weights(out, pretrained.model.state_dict(), pretrained.config, step=step)
-    rows = read_metrics(run_dir / "metrics.jsonl")
-    shutil.copyfile(run_dir / "metrics.jsonl", out / "metrics.jsonl")
-    plot_curve(rows, out / "training_curve.png", out.name)
+    log = "".join(json.dumps(row) + "\n" for row in earlier + rows)
+    atomic_write(out / "metrics.jsonl", lambda tmp: Path(tmp).write_text(log))
+    plot_curve(earlier + rows, out / "training_curve.png", out.name)
     print(f"exported the EMA weights of step {step} of {run_dir} to {out}")
 
 

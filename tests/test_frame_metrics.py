@@ -371,3 +371,25 @@ def test_metrics_read_the_ground_truth_from_the_dataset_test_split(tmp_path):
     result = json.loads((eval_dir / "metrics-2-1.json").read_text())
     assert result["all_frames"]["psnr"]["per_frame"] == [100.0] * 6
     assert result["protocol"]["ground_truth"] == "moving_mnist test split"
+
+
+def test_scheme_loss_is_batched_and_does_not_depend_on_the_batch(tiny_model_and_diffusion, tmp_path):
+    from flexvid.checkpoint import save_weights
+    from flexvid.config import DiffusionConfig, to_dict
+
+    model, _ = tiny_model_and_diffusion
+    checkpoint = tmp_path / "checkpoint"
+    diffusion = {"diffusion": to_dict(DiffusionConfig(diffusion_steps=50))}
+    save_weights(checkpoint, model.state_dict(), {"model": to_dict(model.config), **diffusion})
+    rng = np.random.default_rng(5)
+    truth = [rng.integers(0, 256, (6, 1, 16, 16), dtype=np.uint8) for _ in range(3)]
+    losses = []
+    for batch_size in ("3", "1", "2"):
+        folder = tmp_path / f"batch{batch_size}"
+        eval_dir = make_eval_dir(folder, truth, [[video] for video in truth], n_obs=2)
+        args = ("metrics", str(eval_dir), "--gt_dir", str(folder / "gt"), "--no_lpips", "--loss", str(checkpoint))
+        assert run_cli(*args, "--loss_timesteps", "2", "--loss_batch_size", batch_size) == 0
+        losses.append(json.loads((eval_dir / "metrics-3-1.json").read_text())["loss"]["total_per_video"])
+    assert losses[0] > 0
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5) and losses[2] == pytest.approx(losses[0], rel=1e-5)
+    assert run_cli(*args, "--loss_batch_size", "0") == 2

@@ -34,6 +34,7 @@ class Stream(enum.IntEnum):
     STAGE = 10  # one (video, stage) row of the sampling engine
     OPTIMIZE_NOISE = 11  # the fixed noise of one stage of `schemes optimize`
     OPTIMIZE_VIDEOS = 12  # the training windows `schemes optimize` estimates losses on
+    SCHEME_LOSS = 13  # the timesteps and noise of one test video's scheme loss (`metrics --loss`)
 
 
 def derive_seed(*entropy: int) -> int:

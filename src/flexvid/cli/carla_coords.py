@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from flexvid.cli.options import Switch
 from flexvid.errors import DatasetError
@@ -107,7 +108,7 @@ def _write_all(
 ) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = 0
-    for source, name in names:
+    for source, name in tqdm(names, desc="CARLA coordinates", unit="video"):
         target = out_dir / name
         if target.exists() and not overwrite:
             continue

@@ -46,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--loss", default=None, metavar="CHECKPOINT", help="also compute the scheme's test diffusion loss"
     )
     parser.add_argument("--loss_timesteps", type=int, default=10, help="timesteps sampled per stage for --loss")
+    parser.add_argument("--loss_batch_size", type=int, default=8, help="test videos per network call for --loss")
     parser.add_argument("--seed", type=int, default=0, help="seed of the timesteps and noise for --loss")
     parser.add_argument("--out", default=None, help="output JSON (default: EVAL_DIR/metrics-<N>-<k>.json)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -84,6 +85,7 @@ def _scheme_loss(
     from flexvid.checkpoint import load_pretrained
     from flexvid.eval.scheme_loss import scheme_loss
     from flexvid.schemes import AdaptivePlan, latent_frames_per_stage, scheme_stages
+    from flexvid.seeding import Stream, generator
 
     step_size = latent_frames_per_stage(settings.max_frames, settings.extra.get("max_latent_frames"))
     plan = scheme_stages(
@@ -100,20 +102,24 @@ def _scheme_loss(
         )
     pretrained = load_pretrained(args.loss, device=args.device)
     stages = [(list(obs), list(latent)) for obs, latent in plan]
-    generator = torch.Generator().manual_seed(args.seed)
-    totals = []
-    for index in tqdm(range(num_videos), desc="scheme loss", unit="video"):
-        video = torch.from_numpy(truth[index]).float().div(127.5).sub(1).unsqueeze(0).to(args.device)
-        totals.append(
-            scheme_loss(
+    if args.loss_batch_size < 1:
+        raise ConfigError(f"--loss_batch_size must be at least 1, got {args.loss_batch_size}.")
+    totals: list[float] = []
+    with tqdm(total=num_videos, desc="scheme loss", unit="video") as bar:
+        for first in range(0, num_videos, args.loss_batch_size):
+            indices = range(first, min(first + args.loss_batch_size, num_videos))
+            videos = torch.stack([torch.from_numpy(truth[index]) for index in indices])
+            videos = videos.float().div(127.5).sub(1).to(args.device)
+            losses = scheme_loss(
                 pretrained.model,
                 pretrained.diffusion,
-                video,
+                videos,
                 stages,
                 num_timesteps_samples=args.loss_timesteps,
-                generator=generator,
-            ).item()
-        )
+                generator=[generator(Stream.SCHEME_LOSS, args.seed, index) for index in indices],
+            )
+            totals.extend(losses.tolist())
+            bar.update(len(indices))
     generated = sum(len(latent) for _, latent in stages)
     total = float(np.mean(totals))
     return {

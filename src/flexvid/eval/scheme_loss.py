@@ -52,13 +52,14 @@ def scheme_loss(
     stages: Sequence[tuple[Sequence[int], Sequence[int]]],
     *,
     num_timesteps_samples: int,
-    generator: torch.Generator | None,
+    generator: torch.Generator | Sequence[torch.Generator] | None,
     term: str = AUTO_TERM,
 ) -> Tensor:
     """(B,) loss of `videos` (B, T, C, H, W) in [-1, 1] under the scheme's `stages` (obs, latent) pairs.
 
     Each stage contributes its mean loss over `num_timesteps_samples` random timesteps, scaled from a
-    per-element mean over all K frames to a sum over its latent frames of per-frame means.
+    per-element mean over all K frames to a sum over its latent frames of per-frame means. With one
+    generator per video, a video's timesteps and noise, and so its loss, do not depend on its batch.
     """
     if num_timesteps_samples < 1:
         raise SchemeError(f"num_timesteps_samples must be at least 1, got {num_timesteps_samples}.")
@@ -71,12 +72,24 @@ def scheme_loss(
         batch = FrameBatch.from_indices(videos, obs_indices, latent_indices)
         stage_sum = torch.zeros_like(total)
         for _ in range(num_timesteps_samples):
-            t = torch.randint(0, diffusion.num_timesteps, (videos.shape[0],), generator=generator, device="cpu")
-            noise = torch.randn(batch.x0.shape, generator=generator, dtype=batch.x0.dtype, device="cpu")
+            t, noise = _draw(diffusion.num_timesteps, batch.x0, generator)
             terms = diffusion.training_losses(model, batch, t.to(device), noise=noise.to(device))
             stage_sum += terms[choose_term(terms, term)].double()
         total += stage_sum / num_timesteps_samples * batch.x0.shape[1]
     return total
+
+
+def _draw(
+    num_timesteps: int, x0: Tensor, generator: torch.Generator | Sequence[torch.Generator] | None
+) -> tuple[Tensor, Tensor]:
+    """Timesteps (B,) and noise shaped like `x0`, on the CPU, from one generator or one per row."""
+    if generator is None or isinstance(generator, torch.Generator):
+        t = torch.randint(0, num_timesteps, (x0.shape[0],), generator=generator)
+        return t, torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+    assert len(generator) == x0.shape[0], "one generator per video"
+    t = torch.cat([torch.randint(0, num_timesteps, (1,), generator=g) for g in generator])
+    noise = torch.stack([torch.randn(x0.shape[1:], generator=g, dtype=x0.dtype) for g in generator])
+    return t, noise
 
 
 @torch.no_grad()
