@@ -135,4 +135,8 @@ def test_comparison_end_to_end_on_a_tiny_model(tmp_path) -> None:
     again = run_comparison(settings)
     assert again["schemes"]["autoreg"]["psnr_latent"] == report["schemes"]["autoreg"]["psnr_latent"]
     assert "| autoreg |" in markdown_table(again)
+    # hierarchy-2 paired with autoreg: the mean of the per-video differences, in the table too.
+    ours, base = (np.array(saved["schemes"][s]["psnr_latent_per_video"]) for s in ("hierarchy-2", "autoreg"))
+    assert saved["paired"]["hierarchy-2"]["psnr_latent"]["mean"] == pytest.approx((ours - base).mean())
+    assert "autoreg" not in saved["paired"] and "| hierarchy-2 | " in markdown_table(again).split("Paired with")[1]
     assert to_uint8(dataset[0][0]).shape == (12, 3, 16, 16)

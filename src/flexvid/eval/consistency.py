@@ -117,6 +117,7 @@ def summarise_consistency(
                     per_video.append(chosen.mean() if len(chosen) else np.nan)
             if per_video:
                 summary[f"{metric}_{group}"] = mean_interval(np.array(per_video)).to_dict()
+                summary[f"{metric}_{group}_per_video"] = [float(v) for v in per_video]  # NaN: no such frames
     if revisits is not None:
         summary["revisited_frames_per_video"] = float(np.mean([(r[n_obs:]).sum() for r in revisits]))
     truth_b = np.concatenate([r.truth_brightness for r in results])
