@@ -284,16 +284,7 @@ def test_listed_and_shown(capsys, tmp_path):
     picture = tmp_path / "adaptive.png"
     assert (
         run_cli(
-            "schemes",
-            "show",
-            "adaptive-autoreg",
-            "--T",
-            "12",
-            "--n_obs",
-            "2",
-            "--max_frames",
-            "6",
-            "--out",
+            *"schemes show adaptive-autoreg --T 12 --n_obs 2 --max_frames 6 --out".split(),
             str(picture),
         )
         == 0
@@ -312,17 +303,7 @@ def test_flexvid_sample_with_an_adaptive_scheme_file(sampling_checkpoint, alexne
             str(sampling_checkpoint),
             "--sampling_scheme",
             str(scheme),
-            "--n_obs",
-            "2",
-            "--T",
-            "10",
-            "--steps",
-            "2",
-            "--stop_index",
-            "2",
-            "--batch_size",
-            "2",
-            "--eval_dir",
+            *"--n_obs 2 --T 10 --steps 2 --stop_index 2 --batch_size 2 --eval_dir".split(),
             str(eval_dir),
         )
         == 0
@@ -338,17 +319,7 @@ def test_flexvid_sample_without_weights_fails_in_one_sentence(sampling_checkpoin
     code = run_cli(
         "sample",
         str(sampling_checkpoint),
-        "--sampling_scheme",
-        "adaptive-autoreg",
-        "--n_obs",
-        "2",
-        "--T",
-        "10",
-        "--steps",
-        "2",
-        "--stop_index",
-        "1",
-        "--eval_dir",
+        *"--sampling_scheme adaptive-autoreg --n_obs 2 --T 10 --steps 2 --stop_index 1 --eval_dir".split(),
         str(tmp_path / "eval"),
     )
     error = capsys.readouterr().err
@@ -372,17 +343,7 @@ def test_metrics_loss_refuses_an_adaptive_scheme_in_one_line(sampling_checkpoint
             str(sampling_checkpoint),
             "--sampling_scheme",
             str(scheme),
-            "--n_obs",
-            "2",
-            "--T",
-            "10",
-            "--steps",
-            "2",
-            "--stop_index",
-            "1",
-            "--batch_size",
-            "1",
-            "--eval_dir",
+            *"--n_obs 2 --T 10 --steps 2 --stop_index 1 --batch_size 1 --eval_dir".split(),
             str(eval_dir),
         )
         == 0
@@ -408,15 +369,7 @@ def test_identity_names_the_adaptive_schemes_weights(sampling_checkpoint, tmp_pa
             str(sampling_checkpoint),
             "--sampling_scheme",
             str(scheme),
-            "--n_obs",
-            "2",
-            "--T",
-            "8",
-            "--steps",
-            "2",
-            "--stop_index",
-            "1",
-            "--eval_dir",
+            *"--n_obs 2 --T 8 --steps 2 --stop_index 1 --eval_dir".split(),
             str(eval_dir),
         )
         assert code == expected

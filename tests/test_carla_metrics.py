@@ -360,17 +360,7 @@ def test_regressor_training_command(tmp_path):
         "carla-regressor",
         "train",
         str(data),
-        "--kind",
-        "regressor",
-        "--arch",
-        "resnet18",
-        "--base_width",
-        "4",
-        "--epochs",
-        "1",
-        "--num_workers",
-        "0",
-        "--out",
+        *"--kind regressor --arch resnet18 --base_width 4 --epochs 1 --num_workers 0 --out".split(),
         str(out),
     )
     assert code == 0

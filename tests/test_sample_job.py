@@ -10,7 +10,7 @@ import torch
 
 from flexvid.checkpoint import save_weights
 from flexvid.cli.main import main as cli_main
-from flexvid.config import DataConfig, DiffusionConfig, ModelConfig
+from flexvid.config import DataConfig, DiffusionConfig
 from flexvid.data.base import build_dataset
 from flexvid.errors import ConfigError, DatasetError, SchemeError
 from flexvid.nn import UNetVideo
@@ -20,22 +20,15 @@ from flexvid.sampling.job import SampleJob, SampleSettings
 from flexvid.sampling.viewing import export_videos
 from flexvid.video_io import to_uint8
 
+from helpers import TINY_NETWORK
+
 TRAIN_T = 12
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
-    model_config = ModelConfig(
-        image_size=16,
-        in_channels=1,
-        num_channels=32,
-        num_res_blocks=1,
-        num_heads=2,
-        channel_mult=(1, 2),
-        attention_resolutions=(8,),
-        max_frames=6,
-    )
+    model_config = dataclasses.replace(TINY_NETWORK, in_channels=1, max_frames=6)
     model = UNetVideo(model_config)
     config = {
         "model": dataclasses.asdict(model_config),

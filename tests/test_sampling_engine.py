@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import numpy as np
 import pytest
 import torch
 
-from flexvid.config import DiffusionConfig, ModelConfig
+from flexvid.config import DiffusionConfig
 from flexvid.diffusion import respaced, samplers
 from flexvid.errors import SchemeError
 from flexvid.nn import UNetVideo
@@ -19,6 +20,8 @@ from flexvid.schemes import scheme_stages
 from flexvid.schemes.stage import Stage
 from flexvid.video_io import to_uint8
 
+from helpers import TINY_NETWORK
+
 
 def stages_of(name: str, T: int, n_obs: int, K: int, step: int) -> list[Stage]:
     return scheme_stages(name, video_length=T, num_observed_frames=n_obs, max_frames=K, step_size=step)
@@ -27,16 +30,7 @@ def stages_of(name: str, T: int, n_obs: int, K: int, step: int) -> list[Stage]:
 @pytest.fixture(scope="module")
 def tiny_model() -> UNetVideo:
     torch.manual_seed(0)
-    config = ModelConfig(
-        image_size=16,
-        in_channels=1,
-        num_channels=32,
-        num_res_blocks=1,
-        num_heads=2,
-        channel_mult=(1, 2),
-        attention_resolutions=(8,),
-        max_frames=6,
-    )
+    config = dataclasses.replace(TINY_NETWORK, in_channels=1, max_frames=6)
     model = UNetVideo(config).eval()
     # Random, non-zero output layers so the test sees real dependence on the inputs.
     for p in model.parameters():
