@@ -131,7 +131,7 @@ class Hierarchy(SamplingScheme):
         if self.level == 1:
             obs += [int(i) for i in np.linspace(0, max(self.given_frames) + 0.999, before).astype(np.int32)]
         else:
-            obs += self.done_between(0, min(latent))[::-1][:before]
+            obs += self.done_between(0, min(latent))[-before:][::-1]  # before >= 1 here
         self.last_sampled = max(latent)
         self.stage_step = step
         return obs, latent
