@@ -149,7 +149,8 @@ class UNetVideo(nn.Module):
         h = self.middle_block(h, ctx)
         for block in self.output_blocks:
             h = block(torch.cat([h, skips.pop()], dim=1), ctx)
-        out = self.out(h)
+        norm, _, conv = self.out  # the norm applies the SiLU that follows it
+        out = conv(norm(h, silu=True))
         return out.contiguous().view(b, k, self.out_channels, height, width)
 
     def _frame_context(
