@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +27,52 @@ def check_norm_channels(channels: int, where: str) -> None:
             f"The {where} has {channels} channels, which is not divisible by the {NORM_GROUPS} "
             f"GroupNorm groups; use a num_channels that is a multiple of {NORM_GROUPS}."
         )
+
+
+class _NormAffine(NamedTuple):
+    """GroupNorm, its affine and the modulation as y = x * a + b, and what the backward needs."""
+
+    a: torch.Tensor  # (N, C)
+    b: torch.Tensor  # (N, C)
+    a0: torch.Tensor  # (N, C) a before the modulation: rstd * weight
+    b0: torch.Tensor  # (N, C) b before the modulation: bias - mean * a0
+    mean: torch.Tensor  # (N, C) the group means, one per channel
+    rstd: torch.Tensor  # (N, G, 1)
+    modulation: torch.Tensor | None  # (N, C) 1 + scale
+    weight: torch.Tensor  # (G, C / G)
+
+
+def _norm_affine(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    scale: torch.Tensor | None,
+    shift: torch.Tensor | None,
+    eps: float,
+) -> _NormAffine:
+    """The per-(sample, channel) coefficients of GroupNorm over channels-last rows x (N, R, C)."""
+    n, _, c = x.shape
+    # Two-pass per-channel statistics, combined exactly per group (torch.var_mean gives the same but
+    # is about 8x slower over the rows of channels-last memory).
+    mean_c = x.mean(1, keepdim=True)
+    var_c = (x - mean_c).square_().mean(1).view(n, NORM_GROUPS, -1)
+    mean_c = mean_c.view(n, NORM_GROUPS, -1)
+    mean_g = mean_c.mean(-1, keepdim=True)
+    var_g = var_c.mean(-1, keepdim=True) + (mean_c - mean_g).square().mean(-1, keepdim=True)
+    rstd = torch.rsqrt(var_g + eps)
+    w = weight.to(x.dtype).view(NORM_GROUPS, -1)
+    a0 = (rstd * w).view(n, c)
+    mean = mean_g.expand(n, NORM_GROUPS, c // NORM_GROUPS).reshape(n, c)
+    b0 = bias.to(x.dtype) - mean * a0
+    if scale is None or shift is None:
+        return _NormAffine(a0, b0, a0, b0, mean, rstd, None, w)
+    modulation = 1 + scale.to(x.dtype)
+    return _NormAffine(a0 * modulation, b0 * modulation + shift.to(x.dtype), a0, b0, mean, rstd, modulation, w)
+
+
+def _compute_dtype(rows: torch.Tensor) -> torch.dtype:
+    """float32 for float32 and lower-precision inputs, float64 for float64 ones."""
+    return torch.promote_types(rows.dtype, torch.float32)
 
 
 class _GroupNormRows(torch.autograd.Function):
@@ -50,35 +96,12 @@ class _GroupNormRows(torch.autograd.Function):
         eps: float,
         silu: bool,
     ) -> torch.Tensor:
-        n, r, c = rows.shape
-        dtype = torch.promote_types(rows.dtype, torch.float32)  # float32, or float64 for float64 inputs
-        x = rows.to(dtype)
-        # Two-pass per-channel statistics, combined exactly per group (torch.var_mean gives the same
-        # but is about 8x slower over the rows of channels-last memory).
-        mean_c = x.mean(1, keepdim=True)
-        var_c = (x - mean_c).square_().mean(1).view(n, NORM_GROUPS, -1)
-        mean_c = mean_c.view(n, NORM_GROUPS, -1)
-        mean_g = mean_c.mean(-1, keepdim=True)
-        var_g = var_c.mean(-1, keepdim=True) + (mean_c - mean_g).square().mean(-1, keepdim=True)
-        rstd = torch.rsqrt(var_g + eps)  # (N, G, 1)
-        w = weight.to(dtype).view(NORM_GROUPS, -1)
-        a0 = (rstd * w).view(n, c)  # normalise and GroupNorm's affine: y = x * a0 + b0
-        mean = mean_g.expand(n, NORM_GROUPS, c // NORM_GROUPS).reshape(n, c)
-        b0 = bias.to(dtype) - mean * a0
-        modulation = None if scale is None else 1 + scale.to(dtype)
-        if modulation is None:
-            a, b = a0, b0
-        else:
-            assert shift is not None, "scale and shift come together"
-            a, b = a0 * modulation, b0 * modulation + shift.to(dtype)
-        z = torch.addcmul(b[:, None, :], x, a[:, None, :])
-        training = any(ctx.needs_input_grad[:5])
-        if training:
-            ctx.save_for_backward(x, z if silu else None, a, a0, b0, mean, rstd, modulation, w)
-            ctx.silu, ctx.input_dtype = silu, rows.dtype
-        if silu:
-            z = F.silu(z, inplace=not training)
-        return z.to(rows.dtype)
+        x = rows.to(_compute_dtype(rows))
+        f = _norm_affine(x, weight, bias, scale, shift, eps)
+        z = torch.addcmul(f.b[:, None, :], x, f.a[:, None, :])
+        ctx.save_for_backward(x, z if silu else None, f.a, f.a0, f.b0, f.mean, f.rstd, f.modulation, f.weight)
+        ctx.silu, ctx.input_dtype = silu, rows.dtype
+        return (F.silu(z) if silu else z).to(rows.dtype)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -138,7 +161,12 @@ def group_norm_rows(
     """
     if (scale is None) != (shift is None):
         raise ValueError("group_norm_rows takes scale and shift together")
-    return _GroupNormRows.apply(rows, weight, bias, scale, shift, eps, silu)
+    if torch.is_grad_enabled():
+        return _GroupNormRows.apply(rows, weight, bias, scale, shift, eps, silu)
+    x = rows.to(_compute_dtype(rows))
+    f = _norm_affine(x, weight, bias, scale, shift, eps)
+    out = torch.addcmul(f.b[:, None, :], x, f.a[:, None, :])
+    return (F.silu(out, inplace=True) if silu else out).to(rows.dtype)
 
 
 def group_norm(
