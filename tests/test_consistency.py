@@ -14,7 +14,7 @@ from flexvid.config import DiffusionConfig, to_dict
 from flexvid.data.base import build_dataset
 from flexvid.diffusion import build_diffusion
 from flexvid.eval.compare import CompareSettings, markdown_table, run_comparison
-from flexvid.eval.consistency import mean_interval, score_video, summarise_consistency
+from flexvid.eval.consistency import DataRange, mean_interval, score_video, summarise_consistency
 from flexvid.frame_batch import FrameBatch
 from flexvid.training.diagnostics import conditioning_gain, sample_statistics
 from flexvid.video_io import to_uint8
@@ -54,6 +54,24 @@ def test_best_of_k_groups_and_clean_share_on_known_videos() -> None:
     assert summary["clean_share"] == pytest.approx(1 - 4 / 12)
     assert summary["revisited_frames_per_video"] == 2
     assert math.isclose(summary["truth_brightness"], truth[2:].mean() / 255, rel_tol=1e-6)
+
+
+def test_clean_frames_are_judged_against_the_data_range_when_one_is_given() -> None:
+    truth = np.full((4, 1, 16, 16), 100, dtype=np.uint8)
+    darker = truth.copy()
+    darker[2:] = 40  # generated frames darker than this video's truth, as dark as other test videos
+    result = score_video(truth, [darker])
+    assert summarise_consistency([result], n_obs=2)["clean_share"] == 0.0
+    dark_video = np.full((3, 1, 16, 16), 30, dtype=np.uint8)
+    dark_video[1, :, :, ::2] = 60  # stripes: the largest high-frequency energy of the data
+    wide = DataRange.of_videos([truth, dark_video])
+    assert wide.brightness_low == pytest.approx(30 / 255) and wide.brightness_high == pytest.approx(100 / 255)
+    assert wide.energy_high == pytest.approx(30 / 255 / 2, rel=1e-5)  # every column step, no row step
+    assert wide.videos == 2
+    assert summarise_consistency([result], n_obs=2, data_range=wide)["clean_share"] == 1.0
+    white = truth.copy()
+    white[2:] = 255
+    assert summarise_consistency([score_video(truth, [white])], n_obs=2, data_range=wide)["clean_share"] == 0.0
 
 
 def test_conditioning_gain_is_one_for_a_network_blind_to_observed_frames() -> None:

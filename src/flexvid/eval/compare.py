@@ -21,7 +21,15 @@ import torch
 from flexvid.checkpoint import Pretrained, load_pretrained
 from flexvid.data.base import build_dataset
 from flexvid.data.panorama import revisit_mask
-from flexvid.eval.consistency import VideoResult, mean_interval, score_video, summarise_consistency
+from flexvid.eval.consistency import (
+    CLEAN_ENERGY_FACTOR,
+    CLEAN_MARGIN,
+    DataRange,
+    VideoResult,
+    mean_interval,
+    score_video,
+    summarise_consistency,
+)
 from flexvid.eval.eval_dir import load_video_file, read_settings
 from flexvid.eval.plotting import pyplot
 from flexvid.eval_layout import sample_path
@@ -31,6 +39,9 @@ from flexvid.video_io import OBSERVED_COLOUR, to_uint8
 
 DEFAULT_SCHEMES = ("autoreg", "long-range", "hierarchy-2", "hierarchy-3")
 TIMING_FILE = "timing.json"
+# Test videos whose true frames set the range a clean generated frame stays in (more than the compared
+# videos when there are few of them: two videos span only part of the data's brightness).
+CLEAN_RANGE_VIDEOS = 50
 
 
 @dataclass
@@ -128,8 +139,15 @@ def revisit_masks(
     return masks
 
 
+def data_range(dataset_name: str, T: int, image_size: int, data_dir: str | None, num_videos: int) -> DataRange:
+    """The range of the first max(num_videos, CLEAN_RANGE_VIDEOS) test videos (all, if the split is smaller)."""
+    dataset = build_dataset(dataset_name, "test", T=T, image_size=image_size, data_dir=data_dir)
+    count = min(len(dataset), max(num_videos, CLEAN_RANGE_VIDEOS))
+    return DataRange.of_videos(to_uint8(dataset[index][0]) for index in range(count))
+
+
 def score_scheme(
-    settings: CompareSettings, scheme: str, revisits: list[np.ndarray] | None
+    settings: CompareSettings, scheme: str, revisits: list[np.ndarray] | None, clean_range: DataRange | None = None
 ) -> tuple[dict[str, Any], list[VideoResult]]:
     """Consistency summary of one scheme's evaluation directory."""
     eval_dir = Path(settings.out) / scheme
@@ -140,7 +158,7 @@ def score_scheme(
         truth = to_uint8(dataset[index][0])
         samples = [load_video_file(sample_path(eval_dir, index, k)) for k in range(settings.num_samples)]
         results.append(score_video(truth, samples))
-    return summarise_consistency(results, info.n_obs, revisits), results
+    return summarise_consistency(results, info.n_obs, revisits, clean_range), results
 
 
 def run_comparison(settings: CompareSettings, pretrained: Pretrained | None = None) -> dict[str, Any]:
@@ -153,13 +171,15 @@ def run_comparison(settings: CompareSettings, pretrained: Pretrained | None = No
         rows[scheme] = {"timing": timing}
     info = read_settings(out / settings.schemes[0])
     revisits = revisit_masks(info.dataset, info.T, info.image_size, info.max_frames, settings.num_videos, info.data_dir)
+    clean_range = data_range(info.dataset, info.T, info.image_size, info.data_dir, settings.num_videos)
     for scheme in settings.schemes:
-        summary, _ = score_scheme(settings, scheme, revisits)
+        summary, _ = score_scheme(settings, scheme, revisits, clean_range)
         rows[scheme].update(summary)
     report = {
         "settings": {**asdict(settings), "schemes": list(settings.schemes)},
         "dataset": info.dataset,
         "max_frames": info.max_frames,
+        "clean_range": clean_range.to_dict(),
         "revisit_per_frame": None if revisits is None else [[bool(v) for v in r] for r in revisits],
         "schemes": rows,
         "paired": paired_differences(rows, settings.schemes[0]),
@@ -218,6 +238,14 @@ def markdown_table(report: dict[str, Any]) -> str:
             f"| {row['brightness']:.3f} ({row['truth_brightness']:.3f}) | {100 * row['clean_share']:.0f}% "
             f"| {calls} | {secs} |"
         )
+    clean = report.get("clean_range")
+    if clean:
+        lines += [
+            "",
+            f"Clean frames: mean brightness within [{clean['brightness_low']:.3f}, {clean['brightness_high']:.3f}] "
+            f"(+/- {CLEAN_MARGIN}) and high-frequency energy at most {CLEAN_ENERGY_FACTOR}x "
+            f"{clean['energy_high']:.3f}, the range of the true frames of {clean['videos']} test videos.",
+        ]
     paired = report.get("paired") or {}
     if paired:
         base = next(iter(report["schemes"]))

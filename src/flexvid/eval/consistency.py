@@ -9,11 +9,13 @@ Protocol (the paper's per-frame metrics, plus the split by revisits):
 - the table reports the mean over test videos with a 95% bootstrap interval (percentile method,
   2,000 resamples of the videos, fixed seed).
 It also reports the mean brightness of generated frames against the true frames', and the share of
-*clean* generated frames: brightness and high-frequency energy both inside the range of the true frames.
+*clean* generated frames: brightness and high-frequency energy both inside the range of the data's
+true frames (`DataRange`: of the scored videos, or of a larger sample of the test split).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +26,7 @@ from flexvid.eval.frame_metrics import PSNR, SSIM, best_of_k, to_unit, video_sco
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
 CLEAN_MARGIN = 0.02  # brightness margin (on [0, 1]) around the true frames' range
+CLEAN_ENERGY_FACTOR = 1.25  # a clean frame's high-frequency energy is at most this times the data's largest
 GROUPS = ("latent", "revisited", "rest")
 
 
@@ -57,6 +60,51 @@ def high_frequency_energy(frames: torch.Tensor) -> torch.Tensor:
     dx = (frames[..., 1:] - frames[..., :-1]).abs().mean(dim=(1, 2, 3))
     dy = (frames[..., 1:, :] - frames[..., :-1, :]).abs().mean(dim=(1, 2, 3))
     return (dx + dy) / 2
+
+
+@dataclass(frozen=True)
+class DataRange:
+    """What true frames span: the range of their mean brightness and their largest high-frequency energy
+    (on [0, 1]), over `videos` videos. A generated frame is clean when it stays inside (with margins)."""
+
+    brightness_low: float
+    brightness_high: float
+    energy_high: float
+    videos: int
+
+    @classmethod
+    def of_videos(cls, videos: Iterable[np.ndarray]) -> DataRange:
+        """The range of uint8 (T, C, H, W) true videos."""
+        brightness, energy = [], []
+        for video in videos:
+            unit = to_unit(video)
+            brightness.append(unit.mean(dim=(1, 2, 3)).numpy())
+            energy.append(high_frequency_energy(unit).numpy())
+        if not brightness:
+            raise ValueError("DataRange.of_videos needs at least one video")
+        return cls.of_statistics(brightness, energy)
+
+    @classmethod
+    def of_statistics(cls, brightness: list[np.ndarray], energy: list[np.ndarray]) -> DataRange:
+        """The range of per-frame brightness and energy arrays, one pair per video."""
+        b, e = np.concatenate(brightness), np.concatenate(energy)
+        return cls(float(b.min()), float(b.max()), float(e.max()), len(brightness))
+
+    def clean(self, brightness: np.ndarray, energy: np.ndarray) -> np.ndarray:
+        """Which frames (given their brightness and energy) stay inside the range."""
+        return (
+            (brightness >= self.brightness_low - CLEAN_MARGIN)
+            & (brightness <= self.brightness_high + CLEAN_MARGIN)
+            & (energy <= self.energy_high * CLEAN_ENERGY_FACTOR)
+        )
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {
+            "brightness_low": self.brightness_low,
+            "brightness_high": self.brightness_high,
+            "energy_high": self.energy_high,
+            "videos": self.videos,
+        }
 
 
 @dataclass
@@ -98,9 +146,15 @@ def frame_groups(length: int, n_obs: int, revisit: np.ndarray | None) -> dict[st
 
 
 def summarise_consistency(
-    results: list[VideoResult], n_obs: int, revisits: list[np.ndarray] | None = None
+    results: list[VideoResult],
+    n_obs: int,
+    revisits: list[np.ndarray] | None = None,
+    data_range: DataRange | None = None,
 ) -> dict[str, object]:
-    """The scheme's table row: per-group PSNR/SSIM intervals, per-frame curves, brightness, clean share."""
+    """The scheme's table row: per-group PSNR/SSIM intervals, per-frame curves, brightness, clean share.
+
+    Clean frames stay inside `data_range`; without one, inside the range of the scored videos' true frames.
+    """
     if not results:
         raise ValueError("summarise_consistency needs at least one scored video")
     length = len(results[0].psnr)
@@ -120,15 +174,11 @@ def summarise_consistency(
                 summary[f"{metric}_{group}_per_video"] = [float(v) for v in per_video]  # NaN: no such frames
     if revisits is not None:
         summary["revisited_frames_per_video"] = float(np.mean([(r[n_obs:]).sum() for r in revisits]))
-    truth_b = np.concatenate([r.truth_brightness for r in results])
-    truth_e = np.concatenate([r.truth_energy for r in results])
+    if data_range is None:
+        data_range = DataRange.of_statistics([r.truth_brightness for r in results], [r.truth_energy for r in results])
     gen_b = np.concatenate([r.brightness[:, n_obs:].ravel() for r in results])
     gen_e = np.concatenate([r.energy[:, n_obs:].ravel() for r in results])
-    clean = (
-        (gen_b >= truth_b.min() - CLEAN_MARGIN)
-        & (gen_b <= truth_b.max() + CLEAN_MARGIN)
-        & (gen_e <= truth_e.max() * 1.25)
-    )
+    clean = data_range.clean(gen_b, gen_e)
     summary["brightness"] = float(gen_b.mean())
     summary["truth_brightness"] = float(np.concatenate([r.truth_brightness[n_obs:] for r in results]).mean())
     summary["clean_share"] = float(clean.mean())
@@ -137,6 +187,7 @@ def summarise_consistency(
 
 __all__ = [
     "GROUPS",
+    "DataRange",
     "Interval",
     "VideoResult",
     "frame_groups",
