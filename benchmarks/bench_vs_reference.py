@@ -42,6 +42,7 @@ REFERENCE_FILES = ("improved_diffusion/script_util.py", "improved_diffusion/unet
 # Largest relative error (norm of the difference / norm of the reference output) taken as round-off.
 AGREEMENT_TOLERANCE = 1e-5
 PROFILE_ROWS = 15
+PROFILE_REPEATS = 3
 # oneDNN's convolution operators (forward; backward for input and weights), as the profiler names them.
 CONVOLUTION_OPS = ("aten::mkldnn_convolution", "aten::convolution_backward")
 
@@ -169,11 +170,16 @@ def interleaved_medians(runs: dict[str, Callable[[], None]], repeats: int) -> di
 
 
 def self_cpu_ms(run: Callable[[], None]) -> dict[str, float]:
-    """Self CPU milliseconds per operator in one profiled run (after an unprofiled warm-up run)."""
+    """Self CPU milliseconds per operator: the minimum over PROFILE_REPEATS profiled runs (after an
+    unprofiled warm-up run), which filters out the slices other processes took."""
     run()
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        run()
-    return {event.key: event.self_cpu_time_total / 1000 for event in prof.key_averages()}
+    best: dict[str, float] = {}
+    for _ in range(PROFILE_REPEATS):
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            run()
+        for event in prof.key_averages():
+            best[event.key] = min(best.get(event.key, float("inf")), event.self_cpu_time_total / 1000)
+    return best
 
 
 def print_profile(title: str, runs: dict[str, Callable[[], None]]) -> None:
