@@ -201,6 +201,14 @@ def relative_error(out: torch.Tensor, expected: torch.Tensor) -> tuple[float, fl
     return float(diff.abs().max()), float(diff.norm() / expected.norm())
 
 
+def exactness_row(report: Report, check: str, out: torch.Tensor, expected: torch.Tensor) -> tuple[float, bool]:
+    """Report one agreement check as a table row; returns (relative error, whether it passed)."""
+    max_abs, rel = relative_error(out, expected)
+    passed = rel < AGREEMENT_TOLERANCE
+    report.row([check, f"{max_abs:.2e}", f"{rel:.2e}", f"{AGREEMENT_TOLERANCE:.0e}", "PASS" if passed else "FAIL"])
+    return rel, passed
+
+
 def reset_peak(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -289,32 +297,14 @@ def exactness_section(
             out = dev_net(**dev_inputs)
             with autocast(device, "bf16"):
                 out_bf16 = dev_net(**dev_inputs)
-        max_abs, rel = relative_error(out, expected)
-        passed = rel < AGREEMENT_TOLERANCE
-        report.row(
-            [
-                f"network fp32, {device} vs CPU",
-                f"{max_abs:.2e}",
-                f"{rel:.2e}",
-                f"{AGREEMENT_TOLERANCE:.0e}",
-                "PASS" if passed else "FAIL",
-            ]
-        )
+        rel, passed = exactness_row(report, f"network fp32, {device} vs CPU", out, expected)
         targets.append(Target(f"fp32 exactness, {device} vs CPU", f"{rel:.1e}", f"< {AGREEMENT_TOLERANCE:.0e}", passed))
         # Diagnostic for a FAIL: the same with plain NCHW memory and explicit attention instead of SDPA.
         use_variant(dev_net, fast=False)
         with torch.no_grad():
             out_plain = dev_net(**dev_inputs)
-        max_abs, rel = relative_error(out_plain, expected)
-        verdict = "PASS" if rel < AGREEMENT_TOLERANCE else "FAIL"
-        report.row(
-            [
-                f"network fp32, plain NCHW + explicit attention, {device} vs CPU (diagnostic)",
-                f"{max_abs:.2e}",
-                f"{rel:.2e}",
-                f"{AGREEMENT_TOLERANCE:.0e}",
-                verdict,
-            ]
+        exactness_row(
+            report, f"network fp32, plain NCHW + explicit attention, {device} vs CPU (diagnostic)", out_plain, expected
         )
         max_abs, rel = relative_error(out_bf16, expected)
         report.row([f"network bf16 autocast, {device} vs CPU fp32", f"{max_abs:.2e}", f"{rel:.2e}", "-", "info"])
@@ -353,17 +343,8 @@ def reference_rows(device: torch.device, report: Report, targets: list[Target], 
     for run_on in dict.fromkeys([torch.device("cpu"), device]):
         with torch.no_grad():
             out = model.to(run_on)(*(io[name].to(run_on) for name in names))
-        max_abs, rel = relative_error(out, io["model_output"])
-        passed = rel < AGREEMENT_TOLERANCE
-        report.row(
-            [
-                f"authors' reference network ({where}), {run_on} vs their stored output",
-                f"{max_abs:.2e}",
-                f"{rel:.2e}",
-                f"{AGREEMENT_TOLERANCE:.0e}",
-                "PASS" if passed else "FAIL",
-            ]
-        )
+        check = f"authors' reference network ({where}), {run_on} vs their stored output"
+        rel, passed = exactness_row(report, check, out, io["model_output"])
     targets.append(Target(f"reference output on {device}", f"{rel:.1e}", f"< {AGREEMENT_TOLERANCE:.0e}", passed))
 
 
