@@ -5,7 +5,8 @@
 Each test video's first K/2 frames are observed and the next K/2 generated in one stage, with every
 setting given the same videos and per-video seeds. Reported per setting: PSNR/SSIM of the generated
 frames (mean over videos) and of the first generated frame, where motion is nearly deterministic;
-mean brightness (truth alongside); the share of clean frames (flexvid.eval.consistency); and seconds
+mean brightness (truth alongside); the share of clean frames (flexvid.eval.consistency: inside the
+range of the true frames of at least 50 test videos, as `flexvid compare` judges them); and seconds
 per video. Settings run one after another in one process, each timed on the same inputs.
 """
 
@@ -22,6 +23,7 @@ import torch
 from flexvid.checkpoint import load_pretrained
 from flexvid.data.base import build_dataset
 from flexvid.diffusion import respaced, samplers
+from flexvid.eval.compare import data_range
 from flexvid.eval.consistency import score_video, summarise_consistency
 from flexvid.frame_batch import FrameBatch
 from flexvid.video_io import to_uint8
@@ -43,6 +45,7 @@ def main() -> None:
     videos = torch.stack([dataset[i][0] for i in range(args.num_videos)])
     batch = FrameBatch.from_indices(videos, range(K // 2), range(K // 2, K))
     x0 = batch.x0
+    clean_range = data_range(data.dataset, data.T, data.image_size, None, args.num_videos)
     diffusion_config = pretrained.config.diffusion
     print(
         f"{args.checkpoint}: {args.num_videos} test videos, {K // 2} observed + {K // 2} generated frames, "
@@ -62,7 +65,7 @@ def main() -> None:
             samples = fn(pretrained.model, diffusion, batch, generator=generators)
         seconds = (time.perf_counter() - start) / args.num_videos
         results = [score_video(to_uint8(x0[i]), [to_uint8(samples[i])]) for i in range(args.num_videos)]
-        summary = summarise_consistency(results, n_obs=K // 2)
+        summary = summarise_consistency(results, n_obs=K // 2, data_range=clean_range)
         first = float(np.mean([r.psnr[K // 2] for r in results]))
         print(
             f"| {name} | {steps} | {eta:g} | {summary['psnr_latent']['mean']:.2f} | {first:.2f} "
