@@ -221,4 +221,5 @@ __all__ = [
     "load_alexnet_state_dict",
     "locate_alexnet",
     "read_flax_alexnet",
+    "where_to_get_alexnet",
 ]
