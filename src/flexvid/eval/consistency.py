@@ -16,7 +16,7 @@ true frames (`DataRange`: of the scored videos, or of a larger sample of the tes
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -62,6 +62,12 @@ def high_frequency_energy(frames: torch.Tensor) -> torch.Tensor:
     return (dx + dy) / 2
 
 
+def frame_statistics(video: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame mean brightness and high-frequency energy (T,) of a uint8 (T, C, H, W) video, on [0, 1]."""
+    unit = to_unit(video)
+    return unit.mean(dim=(1, 2, 3)).numpy(), high_frequency_energy(unit).numpy()
+
+
 @dataclass(frozen=True)
 class DataRange:
     """What true frames span: the range of their mean brightness and their largest high-frequency energy
@@ -75,14 +81,10 @@ class DataRange:
     @classmethod
     def of_videos(cls, videos: Iterable[np.ndarray]) -> DataRange:
         """The range of uint8 (T, C, H, W) true videos."""
-        brightness, energy = [], []
-        for video in videos:
-            unit = to_unit(video)
-            brightness.append(unit.mean(dim=(1, 2, 3)).numpy())
-            energy.append(high_frequency_energy(unit).numpy())
-        if not brightness:
+        statistics = [frame_statistics(video) for video in videos]
+        if not statistics:
             raise ValueError("DataRange.of_videos needs at least one video")
-        return cls.of_statistics(brightness, energy)
+        return cls.of_statistics([b for b, _ in statistics], [e for _, e in statistics])
 
     @classmethod
     def of_statistics(cls, brightness: list[np.ndarray], energy: list[np.ndarray]) -> DataRange:
@@ -99,12 +101,7 @@ class DataRange:
         )
 
     def to_dict(self) -> dict[str, float | int]:
-        return {
-            "brightness_low": self.brightness_low,
-            "brightness_high": self.brightness_high,
-            "energy_high": self.energy_high,
-            "videos": self.videos,
-        }
+        return asdict(self)
 
 
 @dataclass
@@ -123,15 +120,15 @@ def score_video(truth: np.ndarray, samples: list[np.ndarray]) -> VideoResult:
     """Score k uint8 (T, C, H, W) samples of one test video against it."""
     per_sample = [video_scores(sample, truth) for sample in samples]
     stacked = {m.name: torch.stack([s[m.name] for s in per_sample]) for m in (PSNR, SSIM)}
-    units = [to_unit(sample) for sample in samples]
-    truth_unit = to_unit(truth)
+    sample_stats = [frame_statistics(sample) for sample in samples]
+    truth_brightness, truth_energy = frame_statistics(truth)
     return VideoResult(
         psnr=best_of_k(stacked[PSNR.name], True).numpy(),
         ssim=best_of_k(stacked[SSIM.name], True).numpy(),
-        brightness=np.stack([u.mean(dim=(1, 2, 3)).numpy() for u in units]),
-        energy=np.stack([high_frequency_energy(u).numpy() for u in units]),
-        truth_brightness=truth_unit.mean(dim=(1, 2, 3)).numpy(),
-        truth_energy=high_frequency_energy(truth_unit).numpy(),
+        brightness=np.stack([b for b, _ in sample_stats]),
+        energy=np.stack([e for _, e in sample_stats]),
+        truth_brightness=truth_brightness,
+        truth_energy=truth_energy,
     )
 
 
